@@ -1,0 +1,37 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each sets itself up on a fresh machine: a virtualenv (.venv) unless one is
+# already active, torch first (the CPU wheel torch==2.13.0 only where no torch
+# is importable, so a user's own CUDA build is left alone), then this package.
+
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
+PY := python
+else
+PY := $(VENV)/bin/python
+endif
+
+STAMP := $(dir $(PY)).alseg_monai.installed
+
+.PHONY: setup demo test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): setup.cfg setup.py | $(PY)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) -m alseg_monai.demo
+
+# pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that
+# matches nothing): report it instead of failing the run.
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; exit $$rc
