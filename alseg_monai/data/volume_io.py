@@ -1,0 +1,347 @@
+"""Reading volumes from disk, one function per storage format.
+
+Every loader returns arrays in one convention: image ``(C, H, W, D)`` float32, label and
+scribble ``(H, W, D)`` integer, and a ``(4, 4)`` affine; ``D`` is the slice axis. Any
+failure to read becomes a :class:`~alseg_monai.errors.DataError` that names the file.
+
+Formats (the ``format`` field of a volume record):
+    ``nifti``        one file per image / label / scribble (NIfTI via nibabel; NRRD, MHA,
+                     MHD via SimpleITK), 2D files become one-slice volumes.
+    ``h5_volume``    one HDF5 file with datasets ``image``, ``label``, ``scribble`` stored
+                     ``(D, H, W)`` (the WSL4MIS convention).
+    ``h5_slices``    a list of HDF5 files, one per slice, each with 2D datasets.
+    ``dicom_png``    a DICOM series folder (SimpleITK) and one PNG mask per slice.
+    ``frames``       a list of image files (JPEG/PNG, RGB kept) and one PNG mask per frame.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .records import natural_key
+
+__all__ = [
+    "LOADERS",
+    "check_label_values",
+    "dicom_series_files",
+    "load_volume_arrays",
+    "probe_image_shape",
+    "read_array",
+    "read_mask_stack",
+]
+
+_ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, RuntimeError, KeyError)
+
+
+def _is_itk(path: Path) -> bool:
+    return path.name.lower().endswith(_ITK_SUFFIXES)
+
+
+def probe_image_shape(path: str | Path) -> tuple[int, ...]:
+    """The stored array shape of a volume file, reading its header only."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        if _is_itk(path):
+            import SimpleITK as sitk
+
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            return tuple(int(s) for s in reader.GetSize())
+        import nibabel as nib
+
+        return tuple(int(s) for s in nib.load(str(path)).shape)
+    except _READ_ERRORS + (Exception,) as err:
+        raise DataError(f"{path}: cannot read the image header ({type(err).__name__}: {err}); "
+                        "expected a NIfTI (.nii, .nii.gz), NRRD or MHA file") from err
+
+
+def read_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a volume file into ``(array (H, W, D) or (H, W), affine (4, 4))``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        if _is_itk(path):
+            return _read_itk(path)
+        import nibabel as nib
+
+        image = nib.load(str(path))
+        array = np.asanyarray(image.dataobj)
+        return np.asarray(array), np.asarray(image.affine, dtype=np.float64)
+    except DataError:
+        raise
+    except Exception as err:  # nibabel raises many types on truncated / corrupt files
+        raise DataError(f"{path}: cannot read the image data ({type(err).__name__}: {err}); "
+                        "the file may be truncated or not an image") from err
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image)  # (z, y, x): reverse to nibabel's (x, y, z)
+    array = np.ascontiguousarray(array.transpose(tuple(range(array.ndim))[::-1]))
+    return array, _itk_affine(image)
+
+
+def _itk_affine(image) -> np.ndarray:
+    """RAS affine of a SimpleITK image (ITK uses LPS)."""
+    dim = image.GetDimension()
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)
+    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
+    origin = np.asarray(image.GetOrigin(), dtype=np.float64)
+    affine = np.eye(4)
+    affine[:dim, :dim] = direction * spacing
+    affine[:dim, 3] = origin
+    flip = np.diag([-1.0, -1.0] + [1.0] * (2 if dim >= 3 else 2))
+    return flip @ affine
+
+
+def _as_volume(array: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W) -> (H, W, 1); (H, W, D) kept; (H, W, D, 1) squeezed; anything else refused."""
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise DataError(f"{path}: array of shape {tuple(array.shape)}; expected a 2D or 3D image")
+    return array
+
+
+def check_label_values(array: np.ndarray, path: str | Path, num_classes: int, extra: Sequence[int] = ()) -> None:
+    """Raise :class:`DataError` naming ``path`` when ``array`` holds a value outside
+    ``0 .. num_classes - 1`` (plus ``extra``, e.g. the scribble ignore value)."""
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise DataError(f"{path}: label values are not integers; expected class indices 0..{num_classes - 1}")
+    values = np.unique(array).astype(np.int64)
+    allowed = set(range(num_classes)) | {int(v) for v in extra}
+    bad = [int(v) for v in values if int(v) not in allowed]
+    if bad:
+        raise DataError(
+            f"{path}: label values {bad[:10]} outside the classes; expected values in "
+            f"{sorted(allowed)} (num_classes={num_classes})"
+        )
+
+
+def _load_nifti(record: dict) -> dict:
+    image, affine = read_array(record["image"])
+    out = {"image": _as_volume(image, Path(record["image"]))[None].astype(np.float32), "affine": affine}
+    for key in ("label", "scribble"):
+        if record.get(key):
+            out[key] = _as_volume(read_array(record[key])[0], Path(record[key]))
+    return out
+
+
+def _h5_datasets(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    import h5py
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with h5py.File(path, "r") as handle:
+            missing = [k for k in keys if k == "image" and k not in handle]
+            if missing:
+                raise DataError(f"{path}: no dataset 'image' (found {sorted(handle.keys())})")
+            return {k: np.asarray(handle[k]) for k in keys if k in handle}
+    except DataError:
+        raise
+    except Exception as err:
+        raise DataError(f"{path}: cannot read HDF5 file ({type(err).__name__}: {err})") from err
+
+
+def _load_h5_volume(record: dict) -> dict:
+    path = Path(record["image"])
+    keys = ["image"] + [k for k in ("label", "scribble") if record.get(k)]
+    data = _h5_datasets(path, keys)
+    out = {"affine": np.eye(4)}
+    for key, array in data.items():
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3:
+            raise DataError(f"{path}: dataset '{key}' has shape {array.shape}; expected (D, H, W)")
+        out[key] = np.ascontiguousarray(np.moveaxis(array, 0, -1))
+    out["image"] = out["image"][None].astype(np.float32)
+    return out
+
+
+def _load_h5_slices(record: dict) -> dict:
+    keys = ["image"] + [k for k in ("label", "scribble") if record.get(k)]
+    stacks: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    for path in record["image"]:
+        data = _h5_datasets(Path(path), keys)
+        for key in keys:
+            if key not in data:
+                raise DataError(f"{path}: no dataset '{key}' although other slices of {record['id']} have it")
+            array = data[key]
+            if array.ndim != 2:
+                raise DataError(f"{path}: dataset '{key}' has shape {array.shape}; expected a 2D slice (H, W)")
+            stacks[key].append(array)
+    out = {"affine": np.eye(4)}
+    for key, arrays in stacks.items():
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise DataError(f"volume {record['id']}: slices of different shapes {sorted(shapes)} in '{key}'")
+        out[key] = np.stack(arrays, axis=-1)
+    out["image"] = out["image"][None].astype(np.float32)
+    return out
+
+
+def dicom_series_files(folder: str | Path) -> list[str]:
+    """The DICOM files of the single series in ``folder``, in natural file-name order.
+
+    File-name order is the slice order the CHAOS masks (``liver_GT_000.png`` ...)
+    follow, so both are sorted the same way.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: DICOM folder not found")
+    files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")), key=natural_key)
+    if not files:
+        raise DataError(f"{folder}: no DICOM files")
+    return [str(p) for p in files]
+
+
+def _read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    import SimpleITK as sitk
+
+    files = dicom_series_files(folder)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        image = reader.Execute()
+    except RuntimeError as err:
+        raise DataError(f"{folder}: cannot read the DICOM series ({err})") from err
+    array = sitk.GetArrayFromImage(image)  # (z, y, x) -> the (x, y, z) convention of volumes
+    return np.ascontiguousarray(np.transpose(array, (2, 1, 0)).astype(np.float32)), _itk_affine(image)
+
+
+def read_mask_stack(paths: Sequence[str], binarise: bool = True) -> np.ndarray:
+    """Stack per-slice mask images (PNG) into ``(H, W, D)``; with ``binarise`` any
+    non-zero value is foreground (1)."""
+    from PIL import Image
+
+    masks = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                array = np.asarray(img)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: cannot read the mask image ({err})") from err
+        if array.ndim == 3:
+            array = array[..., 0]  # grey masks saved as RGB: channels are equal
+        masks.append(array)
+    shapes = {m.shape for m in masks}
+    if len(shapes) > 1:
+        raise DataError(f"{Path(paths[0]).parent}: masks of different sizes {sorted(shapes)}")
+    # PNG rows are image rows (y) and columns x: transpose to the (x, y) convention of volumes.
+    stack = np.stack([m.T for m in masks], axis=-1)
+    return (stack > 0).astype(np.uint8) if binarise else stack
+
+
+def _load_dicom_png(record: dict) -> dict:
+    folder = Path(record["image"])
+    image, affine = _read_dicom_series(folder)
+    out = {"image": image[None], "affine": affine}
+    if record.get("label"):
+        label = read_mask_stack(record["label"])
+        if label.shape[-1] != image.shape[-1]:
+            raise DataError(
+                f"{Path(record['label'][0]).parent}: {label.shape[-1]} mask slices for "
+                f"{image.shape[-1]} DICOM slices in {folder}; expected one mask per slice"
+            )
+        out["label"] = label
+    return out
+
+
+def _load_frames(record: dict) -> dict:
+    from PIL import Image
+
+    frames = []
+    for path in record["image"]:
+        try:
+            with Image.open(path) as img:
+                frames.append(np.asarray(img.convert("RGB")))
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: cannot read the frame ({err})") from err
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise DataError(f"{Path(record['image'][0]).parent}: frames of different sizes {sorted(shapes)}")
+    # (D, y, x, 3) -> (3, x, y, D): channel first, then the (x, y) convention of volumes.
+    image = np.ascontiguousarray(np.stack(frames).transpose(3, 2, 1, 0)).astype(np.float32)
+    out = {"image": image, "affine": np.eye(4)}
+    if record.get("label"):
+        out["label"] = read_mask_stack(record["label"])
+    return out
+
+
+LOADERS: dict[str, Callable[[dict], dict]] = {
+    "nifti": _load_nifti,
+    "h5_volume": _load_h5_volume,
+    "h5_slices": _load_h5_slices,
+    "dicom_png": _load_dicom_png,
+    "frames": _load_frames,
+}
+
+
+def _remap_labels(array: np.ndarray, label_map: dict | None) -> np.ndarray:
+    """Apply a record's ``label_map`` (stored value -> class, e.g. MS-CMR's 200/500/600);
+    values it does not name are kept."""
+    if not label_map:
+        return array
+    out = array.astype(np.int64, copy=True)
+    for stored, target in label_map.items():
+        out[array == int(stored)] = int(target)
+    return out
+
+
+def _source_name(record: dict, key: str) -> str:
+    source = record.get(key)
+    if isinstance(source, (list, tuple)):
+        return str(Path(source[0]).parent) if source else "<none>"
+    return str(source)
+
+
+def load_volume_arrays(record: dict, num_classes: int, ignore_index: int | None = None) -> dict:
+    """Load and check one volume record.
+
+    Returns:
+        ``{"image": (C, H, W, D) float32, "label": (H, W, D) uint8 (if any),
+        "scribble": (H, W, D) uint8 (if any), "affine": (4, 4)}``.
+
+    Raises:
+        DataError: unreadable file, non-finite voxels, label values outside
+            ``0 .. num_classes - 1`` (scribbles may also hold ``ignore_index``), or
+            image / label / scribble shapes that differ.
+    """
+    fmt = record.get("format")
+    if fmt not in LOADERS:
+        raise DataError(f"volume {record.get('id')}: unknown format {fmt!r}; expected one of {sorted(LOADERS)}")
+    arrays = LOADERS[fmt](record)
+    image = arrays["image"]
+    if not np.all(np.isfinite(image)):
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise DataError(f"{_source_name(record, 'image')}: {bad} NaN or Inf voxels; expected finite intensities")
+    for key in ("label", "scribble"):
+        if key not in arrays:
+            continue
+        array = _remap_labels(arrays[key], record.get("label_map"))
+        if array.shape != image.shape[1:]:
+            raise DataError(
+                f"{_source_name(record, key)}: {key} shape {tuple(array.shape)} does not match the image "
+                f"shape {tuple(image.shape[1:])} of {_source_name(record, 'image')}"
+            )
+        extra = (ignore_index,) if key == "scribble" and ignore_index is not None else ()
+        check_label_values(array, _source_name(record, key), num_classes, extra)
+        arrays[key] = array.astype(np.uint8)
+    return arrays
