@@ -3,6 +3,8 @@ splits, the synthetic cardiac phantom and scribble synthesis."""
 
 from __future__ import annotations
 
+from .phantom import make_phantom
+from .scribbles import annotated_fraction, scribble_from_mask
 from .cache import DEFAULT_INTENSITY, SliceCache, SliceDataset, VolumeDataset
 from .readers import READERS, read_dataset
 from .records import DatasetIndex, make_slice_records, natural_key, slice_id
@@ -16,11 +18,13 @@ __all__ = [
     "DatasetIndex",
     "LoadVolumed",
     "ResizeSlicesd",
+    "annotated_fraction",
     "SliceCache",
     "SliceDataset",
     "VolumeDataset",
     "VolumeIntensityd",
     "load_volume_arrays",
+    "make_phantom",
     "make_slice_records",
     "natural_key",
     "normalise_intensity",
@@ -28,6 +32,7 @@ __all__ = [
     "read_array",
     "read_dataset",
     "resolve_patient_list",
+    "scribble_from_mask",
     "slice_id",
     "split_dataset",
     "split_patients",

@@ -4,7 +4,7 @@ import gzip
 
 import numpy as np
 import pytest
-from conftest import acdc_volume, write_acdc_patient, write_nifti
+from layouts import acdc_volume, write_acdc_patient, write_nifti
 
 from alseg_monai import AlsegError, ConfigError, DataError
 from alseg_monai.data import SliceCache, SliceDataset, VolumeDataset, read_dataset, split_dataset
