@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "val", "test")
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 _TEST_SUBSETS = {"testing", "test"}
+_VAL_SUBSETS = {"validation", "val"}
 
 
 def _patient_number(patient: str) -> int | None:
@@ -101,9 +102,9 @@ def split_dataset(
 
     Args:
         method: ``random`` (patients shuffled with ``seed``, cut by ``fractions``),
-            ``layout`` (test = patients in a ``testing`` / ``test`` folder of the layout;
-            the rest split into train / val by the first two ``fractions``, or by
-            ``lists["val"]`` when given), or ``lists`` (explicit ``lists`` for each split,
+            ``layout`` (test = patients in a ``testing`` / ``test`` subset of the layout;
+            val = ``lists["val"]`` when given, else the layout's ``validation`` / ``val``
+            subset, else a random part of the rest by the first two ``fractions``), or ``lists`` (explicit ``lists`` for each split,
             see :func:`resolve_patient_list`; unlisted patients are left out).
         fractions: (train, val, test) fractions for ``random``.
         seed: the shuffling seed.
@@ -128,8 +129,9 @@ def split_dataset(
                 "use method 'random' or 'lists'"
             )
         rest = [p for p in patients if p not in set(test)]
-        if "val" in lists:
-            val = resolve_patient_list(index, lists["val"], "val")
+        layout_val = [p for p in rest if index.subsets.get(p, "").lower() in _VAL_SUBSETS]
+        if "val" in lists or layout_val:
+            val = resolve_patient_list(index, lists["val"], "val") if "val" in lists else layout_val
             parts = {"train": [p for p in rest if p not in set(val)], "val": val, "test": test}
         else:
             train, val = split_patients(rest, tuple(fractions)[:2], seed)

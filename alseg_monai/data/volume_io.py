@@ -312,6 +312,17 @@ def _source_name(record: dict, key: str) -> str:
     return str(source)
 
 
+def _offending_slice(record: dict, key: str, bad: np.ndarray) -> str:
+    """The file to name for a failed check of ``record[key]``: with one file per slice,
+    the first slice whose ``bad`` mask ``(H, W, D)`` is set, so the user can find it."""
+    source = record.get(key)
+    if isinstance(source, (list, tuple)) and len(source) == bad.shape[-1]:
+        hits = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))
+        if hits.size:
+            return str(source[int(hits[0])])
+    return _source_name(record, key)
+
+
 def load_volume_arrays(record: dict, num_classes: int, ignore_index: int | None = None) -> dict:
     """Load and check one volume record.
 
@@ -330,8 +341,9 @@ def load_volume_arrays(record: dict, num_classes: int, ignore_index: int | None 
     arrays = LOADERS[fmt](record)
     image = arrays["image"]
     if not np.all(np.isfinite(image)):
-        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
-        raise DataError(f"{_source_name(record, 'image')}: {bad} NaN or Inf voxels; expected finite intensities")
+        bad = ~np.isfinite(image)
+        name = _offending_slice(record, "image", bad.any(axis=0))
+        raise DataError(f"{name}: {int(bad.sum())} NaN or Inf voxels; expected finite intensities")
     for key in ("label", "scribble"):
         if key not in arrays:
             continue
@@ -342,6 +354,12 @@ def load_volume_arrays(record: dict, num_classes: int, ignore_index: int | None 
                 f"shape {tuple(image.shape[1:])} of {_source_name(record, 'image')}"
             )
         extra = (ignore_index,) if key == "scribble" and ignore_index is not None else ()
-        check_label_values(array, _source_name(record, key), num_classes, extra)
+        try:
+            check_label_values(array, _source_name(record, key), num_classes, extra)
+        except DataError:
+            # Checked again on the failure path only, to name the one slice file at fault.
+            allowed = np.asarray(sorted(set(range(num_classes)) | set(extra)))
+            check_label_values(array, _offending_slice(record, key, ~np.isin(array, allowed)), num_classes, extra)
+            raise
         arrays[key] = array.astype(np.uint8)
     return arrays

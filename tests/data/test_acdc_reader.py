@@ -161,3 +161,32 @@ def test_nan_voxels_named(tmp_path):
     index = read_dataset("acdc", tmp_path)
     with pytest.raises(DataError, match=r"patient001_frame01.nii.gz: 1 NaN or Inf"):
         SliceCache.from_index(index, image_size=16, progress=False)
+
+
+def test_layout_split_honours_validation_subset(tmp_path):
+    for folder, numbers in (("training", (1, 2, 3)), ("validation", (4,)), ("testing", (5,))):
+        for n in numbers:
+            write_acdc_patient(tmp_path / folder, n)
+    splits = split_dataset(read_dataset("acdc", tmp_path), method="layout")
+    assert splits["val"].patients == ["patient004"] and splits["test"].patients == ["patient005"]
+    assert splits["train"].patients == ["patient001", "patient002", "patient003"]
+
+
+def test_split_lists_ranges_and_disjointness(acdc_root):
+    index = read_dataset("acdc", acdc_root)
+    splits = split_dataset(index, method="lists", lists={"train": ["1-2"], "val": ["patient003_frame01"], "test": ["4-4"]})
+    assert splits["train"].patients == ["patient001", "patient002"]
+    assert splits["val"].patients == ["patient003"] and splits["test"].patients == ["patient004"]
+    with pytest.raises(ConfigError, match="patient002"):
+        split_dataset(index, method="lists", lists={"train": ["1-2"], "test": ["2-4"]})
+    with pytest.raises(ConfigError, match="patient999"):
+        split_dataset(index, method="lists", lists={"train": ["patient999"], "test": ["4-4"]})
+
+
+def test_random_split_reproducible_and_disjoint(acdc_root):
+    index = read_dataset("acdc", acdc_root)
+    a = split_dataset(index, fractions=(0.5, 0.25, 0.25), seed=3)
+    b = split_dataset(index, fractions=(0.5, 0.25, 0.25), seed=3)
+    assert {k: v.patients for k, v in a.items()} == {k: v.patients for k, v in b.items()}
+    members = [p for part in a.values() for p in part.patients]
+    assert sorted(members) == sorted(index.patients) and len(set(members)) == len(members)
