@@ -1,0 +1,119 @@
+"""Slice embeddings g(x) for Coreset selection, and their files on disk.
+
+The embedding of a slice is the encoder's pooled backbone feature (512-d for
+ResNet-18), not the projection (paper Sec. 3.2.1). On disk: ``embeddings.npy``
+(float32, (N, F)) and ``embedding_ids.json`` (the N slice ids, row order).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, DataError
+from ..utils import atomic_write_json, read_json, save_npy_atomic
+from .networks import SimCLREncoder
+
+__all__ = ["EMBEDDINGS_FILE", "EMBEDDING_IDS_FILE", "embed", "load_embeddings", "save_embeddings"]
+
+EMBEDDINGS_FILE = "embeddings.npy"
+EMBEDDING_IDS_FILE = "embedding_ids.json"
+
+
+def _stack_images(items: Sequence[Mapping], key: str) -> torch.Tensor:
+    return torch.stack([torch.as_tensor(item[key]).as_subclass(torch.Tensor).float() for item in items])
+
+
+def embed(
+    encoder: SimCLREncoder,
+    dataset: Dataset,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    progress: bool = True,
+    image_key: str = "image",
+) -> np.ndarray:
+    """Embed every item of ``dataset`` with ``encoder.features``: (N, F) float32, row i = item i.
+
+    Deterministic: eval mode (BatchNorm running statistics, so a row does not depend
+    on its batch), no augmentation, items in order. The encoder is moved to ``device``;
+    its train/eval mode is restored afterwards.
+
+    Args:
+        encoder: a :class:`SimCLREncoder` (anything with ``features(x) -> (B, F)``).
+        dataset: ``dataset[i][image_key]`` is a (C, H, W) image.
+        batch_size: slices per forward pass.
+        device: torch device.
+        num_workers: loader worker processes.
+        progress: show a progress bar.
+        image_key: the image key of the dataset's items.
+
+    Raises:
+        ConfigError: ``batch_size`` < 1.
+        DataError: the dataset is empty.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"embed: batch_size must be >= 1, got {batch_size}")
+    if len(dataset) == 0:
+        raise DataError("embed: the dataset is empty")
+    device = torch.device(device)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=functools.partial(_stack_images, key=image_key)
+    )
+    was_training = encoder.training
+    encoder.to(device).eval()
+    chunks = []
+    try:
+        with torch.inference_mode():
+            for images in tqdm(loader, desc="embed", disable=not progress, leave=False):
+                chunks.append(encoder.features(images.to(device)).float().cpu().numpy())
+    finally:
+        encoder.train(was_training)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def save_embeddings(output_dir: str | os.PathLike, ids: Sequence[str], features: np.ndarray) -> None:
+    """Write ``embeddings.npy`` (float32 (N, F)) and ``embedding_ids.json`` (N ids) to ``output_dir``, atomically.
+
+    Raises:
+        DataError: ``features`` is not 2-D, its row count differs from ``len(ids)``,
+            or ids repeat.
+    """
+    features = np.asarray(features)
+    ids = [str(i) for i in ids]
+    if features.ndim != 2 or features.shape[0] != len(ids):
+        raise DataError(f"save_embeddings: features must have shape (len(ids)={len(ids)}, F), got {features.shape}")
+    if len(set(ids)) != len(ids):
+        raise DataError("save_embeddings: ids must be unique")
+    output_dir = Path(output_dir)
+    save_npy_atomic(output_dir / EMBEDDINGS_FILE, features.astype(np.float32, copy=False))
+    atomic_write_json(output_dir / EMBEDDING_IDS_FILE, ids)
+
+
+def load_embeddings(output_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read ``(ids, features)`` written by :func:`save_embeddings`, checking that they agree.
+
+    Raises:
+        DataError: a file is missing or malformed, or the row count differs from the id count.
+    """
+    output_dir = Path(output_dir)
+    path = output_dir / EMBEDDINGS_FILE
+    ids = read_json(output_dir / EMBEDDING_IDS_FILE)
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise DataError(f"{output_dir / EMBEDDING_IDS_FILE}: expected a JSON list of slice id strings")
+    try:
+        features = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read embeddings ({err})") from err
+    if features.ndim != 2 or features.shape[0] != len(ids):
+        raise DataError(
+            f"{path}: embeddings of shape {features.shape} do not match the {len(ids)} ids of {output_dir / EMBEDDING_IDS_FILE}"
+        )
+    return ids, features
