@@ -1,0 +1,30 @@
+"""The AL loop: budgets, oracles, on-disk state, the experiment and its report."""
+
+from __future__ import annotations
+
+from .budgets import DAVIS_BUDGETS, DEFAULT_BUDGETS, PRETRAINED_BUDGETS, check_budgets, round_sizes
+from .config import check_bundle_overrides, check_keys
+from .experiment import ActiveLearningExperiment, AnnotationPending, StrategySpec
+from .oracle import HumanOracle, SimulatedOracle
+from .report import class_names, write_run_report
+from .state import RoundPaths, RunPaths, check_settings
+
+__all__ = [
+    "DAVIS_BUDGETS",
+    "DEFAULT_BUDGETS",
+    "PRETRAINED_BUDGETS",
+    "ActiveLearningExperiment",
+    "AnnotationPending",
+    "HumanOracle",
+    "RoundPaths",
+    "RunPaths",
+    "SimulatedOracle",
+    "StrategySpec",
+    "check_budgets",
+    "check_bundle_overrides",
+    "check_keys",
+    "check_settings",
+    "class_names",
+    "round_sizes",
+    "write_run_report",
+]

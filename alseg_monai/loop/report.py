@@ -1,0 +1,120 @@
+"""The report of a run directory: results.csv, results.md (paper Table 1 layout),
+curves.png (Fig. 2), embeddings.png (Fig. 4) and overlay.png (Fig. 3)."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..report import format_results_table, plot_curves, plot_embeddings, plot_overlay, write_results_csv, write_results_md
+from ..utils.io import read_json
+
+if TYPE_CHECKING:
+    from .experiment import ActiveLearningExperiment
+
+__all__ = ["CLASS_NAMES", "class_names", "write_run_report"]
+
+logger = logging.getLogger(__name__)
+
+CLASS_NAMES = {
+    "acdc": ("RV", "Myo", "LV"),
+    "wsl4mis_h5": ("RV", "Myo", "LV"),
+    "mscmr": ("RV", "Myo", "LV"),
+    "chaos": ("liver",),
+    "davis": ("object",),
+}
+
+
+def class_names(kind: str, num_classes: int) -> tuple[str, ...]:
+    """Foreground class names of a dataset kind (``class_<k>`` when unknown)."""
+    names = CLASS_NAMES.get(kind)
+    return names if names and len(names) == num_classes - 1 else tuple(f"class_{k}" for k in range(1, num_classes))
+
+
+def write_run_report(experiment: ActiveLearningExperiment, rows: Sequence[dict]) -> str:
+    """Write every report file of ``experiment``'s run directory; returns the results table."""
+    paths = experiment.paths
+    names = class_names(experiment.index.kind, experiment.index.num_classes)
+    write_results_csv(rows, paths.results_csv, names)
+    per_volume: dict[tuple[str, float], list[list[float]]] = defaultdict(list)
+    for row in rows:
+        per_volume[(row["strategy"], float(row["budget"]))].append(row["dice_per_volume"])
+    evaluation = experiment.settings["evaluation"]
+    unit = evaluation.get("bootstrap_unit", "volume")
+    table = format_results_table(rows, per_volume, evaluation.get("bootstrap", 1000), unit=unit)
+    repeats = experiment.settings["repeats"]
+    write_results_md(
+        paths.results_md, table,
+        title=f"3D Dice (%) on the test split of {experiment.index.kind} ({experiment.settings['dataset_dir']})",
+        notes=[
+            f"Mean over {repeats} repeat(s) of the test Dice of each round's best-on-validation model; "
+            f"± is 2 bootstrap standard errors over test {unit}s (paper appendix D; shown when there are "
+            "several test volumes).",
+            f"Label kind: {experiment.settings['label_kind']}; Dice convention: "
+            f"{evaluation.get('convention', 'paper')}.",
+        ],
+    )
+    plot_curves(rows, paths.curves)
+    _embedding_plot(experiment)
+    _overlay_plot(experiment)
+    print(f"\nResults ({paths.results_md}):\n\n{table}", flush=True)
+    return table
+
+
+def _embedding_plot(experiment: ActiveLearningExperiment) -> None:
+    if not (experiment.paths.encoder / "embeddings.npy").is_file():
+        return
+    features = experiment.embeddings()
+    highlight = None
+    for spec in experiment.specs:
+        last = experiment.paths.round(spec.name, 0, len(experiment.budgets) - 1)
+        if spec.strategy == "gcl_coreset" and last.selection.is_file():
+            labelled = set(read_json(last.selection)["labelled"])
+            highlight = np.asarray([i for i, sid in enumerate(experiment.pool_ids) if sid in labelled])
+    plot_embeddings(features, experiment.paths.embeddings_png, seed=experiment.settings["seed"], highlight=highlight)
+
+
+def _overlay_plot(experiment: ActiveLearningExperiment) -> None:
+    """Truth and each strategy's last-round prediction on the hardest test slice of the
+    first strategy (the slice with most wrongly labelled pixels)."""
+    from ..segmentation import predict
+    from .models import load_model
+
+    last = len(experiment.budgets) - 1
+    models = {}
+    for spec in experiment.specs:
+        paths = experiment.paths.round(spec.name, 0, last)
+        if paths.training.is_file():
+            summary = read_json(paths.training)
+            models[spec.name] = load_model(paths.models / "best_model.pt", summary["network_spec"])
+    if not models:
+        return
+    first = next(iter(models))
+    worst = None
+    for item in experiment.test_volumes:
+        truth = item["label_original"].numpy()
+        prediction = predict(models[first], item["image"], item["spatial_shape"])
+        errors = (prediction != truth).sum(axis=(0, 1))
+        z = int(errors.argmax())
+        if worst is None or errors[z] > worst[0]:
+            worst = (int(errors[z]), item, z)
+    if worst is None:
+        return
+    _, item, z = worst
+    predictions = {name: predict(model, item["image"], item["spatial_shape"])[..., z] for name, model in models.items()}
+    image = _original_size_slice(experiment, item, z)
+    plot_overlay(image, item["label_original"].numpy()[..., z], predictions, experiment.paths.overlay,
+                 title=f"{item['id']} slice {z} at {100 * experiment.budgets[last]:g} % labelled")
+
+
+def _original_size_slice(experiment: ActiveLearningExperiment, item: dict, z: int) -> np.ndarray:
+    """The slice image resized back to the stored size, for display under the labels."""
+    import torch
+
+    image = item["image"][0, :, :, z][None, None]
+    shape = tuple(int(s) for s in item["spatial_shape"])
+    return torch.nn.functional.interpolate(image, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()

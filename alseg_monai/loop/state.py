@@ -1,0 +1,134 @@
+"""The on-disk state of an AL run, written after every step so a run can resume.
+
+Layout of ``output_dir``::
+
+    settings.json                        the experiment settings (a resumed run must match)
+    splits.json                          patients of each split
+    encoder/                             contrastive encoder checkpoints and embeddings
+    <strategy>/repeat_<r>/round_<k>/
+        selection.json                   ids added this round and all labelled ids
+        annotation_request/              human-in-the-loop export (annotate mode)
+        annotations/                     the expert's label files (annotate mode)
+        models/                          per-model checkpoints, best_model.pt
+        training.json                    validation Dice per model, best index, iterations
+        test_dice.csv                    per-volume, per-class test Dice
+        metrics.json                     the round's result; its presence marks the round done
+    results.csv, results.md, curves.png, embeddings.png, overlay.png
+
+Every file is written atomically, so a step's file either exists complete or not at
+all; a step whose file is missing is redone from its inputs, which are all on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..utils.io import atomic_write_json, read_json
+
+__all__ = ["RoundPaths", "RunPaths", "check_settings"]
+
+
+@dataclass(frozen=True)
+class RoundPaths:
+    """Files of one round of one strategy and repeat."""
+
+    root: Path
+
+    @property
+    def selection(self) -> Path:
+        return self.root / "selection.json"
+
+    @property
+    def request_dir(self) -> Path:
+        return self.root / "annotation_request"
+
+    @property
+    def annotation_dir(self) -> Path:
+        return self.root / "annotations"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def training(self) -> Path:
+        return self.root / "training.json"
+
+    @property
+    def test_csv(self) -> Path:
+        return self.root / "test_dice.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def done(self) -> bool:
+        return self.metrics.is_file()
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Files of a whole run under ``root``."""
+
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits.json"
+
+    @property
+    def encoder(self) -> Path:
+        return self.root / "encoder"
+
+    def round(self, strategy: str, repeat: int, round_index: int) -> RoundPaths:
+        return RoundPaths(self.root / strategy / f"repeat_{repeat}" / f"round_{round_index}")
+
+    @property
+    def results_csv(self) -> Path:
+        return self.root / "results.csv"
+
+    @property
+    def results_md(self) -> Path:
+        return self.root / "results.md"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def embeddings_png(self) -> Path:
+        return self.root / "embeddings.png"
+
+    @property
+    def overlay(self) -> Path:
+        return self.root / "overlay.png"
+
+
+# Settings a resumed run may change without invalidating finished steps.
+_FREE_SETTINGS = {"output_dir", "device", "num_workers", "progress", "strategies", "report", "annotation_wait"}
+
+
+def check_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Record ``settings`` at ``path``, or, when a run already recorded different ones,
+    raise :class:`ConfigError` naming the changed keys (resuming would mix results).
+    """
+    if path.is_file():
+        recorded = read_json(path)
+        changed = sorted(
+            key for key in set(recorded) | set(settings)
+            if key not in _FREE_SETTINGS and recorded.get(key) != settings.get(key)
+        )
+        if changed:
+            raise ConfigError(
+                f"{path.parent}: this output_dir holds a run with different settings for {changed}; "
+                "use a new output_dir, or restore those settings to resume"
+            )
+    atomic_write_json(path, settings)

@@ -1,0 +1,129 @@
+"""Figures of an AL run: Dice against budget and annotation cost (paper Fig. 2), the
+embedding map coloured by k-means cluster (paper Fig. 4), and a qualitative overlay of a
+prediction against the truth on a hard test slice (paper Fig. 3)."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..utils.io import atomic_write_bytes
+
+__all__ = ["plot_curves", "plot_embeddings", "plot_overlay", "pca_2d"]
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_curves(rows: Sequence[Mapping], path: str | Path) -> None:
+    """Mean Dice (over repeats) per strategy against the budget and against annotation cost.
+
+    ``rows`` are round metrics with ``strategy``, ``unit``, ``label_kind``, ``budget``,
+    ``cost`` and ``dice``; one line per (strategy, unit, label kind).
+    """
+    plt = _figure()
+    series: dict[str, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        name = row["strategy"]
+        if row.get("unit", "slice") != "slice" or row.get("label_kind", "full") != "full":
+            name = f"{name} ({row.get('unit', 'slice')}, {row.get('label_kind', 'full')})"
+        series[name][float(row["budget"])].append((float(row["cost"]), float(row["dice"])))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, by_budget in series.items():
+        budgets = sorted(by_budget)
+        dice = [100 * np.mean([d for _, d in by_budget[b]]) for b in budgets]
+        cost = [np.mean([c for c, _ in by_budget[b]]) for b in budgets]
+        axes[0].plot([100 * b for b in budgets], dice, marker="o", label=name)
+        axes[1].plot(cost, dice, marker="o", label=name)
+    axes[0].set_xlabel("labelled fraction of the training pool (%)")
+    axes[1].set_xlabel("annotation cost (full-slice units)")
+    for ax in axes:
+        ax.set_ylabel("3D Dice (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def pca_2d(features: np.ndarray) -> np.ndarray:
+    """Project ``features`` (N, D) on their first two principal components: (N, 2)."""
+    centred = features - features.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def plot_embeddings(
+    features: np.ndarray,
+    path: str | Path,
+    clusters: int = 8,
+    seed: int = 0,
+    highlight: np.ndarray | None = None,
+    title: str = "GCL embeddings (PCA), coloured by k-means cluster",
+) -> None:
+    """Scatter of the embeddings' first two principal components coloured by a faiss
+    k-means clustering; ``highlight`` (indices, e.g. the selected slices) drawn as crosses."""
+    import faiss
+
+    plt = _figure()
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    k = max(1, min(clusters, len(x)))
+    kmeans = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, verbose=False, min_points_per_centroid=1)
+    kmeans.train(x)
+    _, assignment = kmeans.index.search(x, 1)
+    points = pca_2d(x.astype(np.float64))
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(points[:, 0], points[:, 1], c=assignment[:, 0], cmap="tab10", s=6, alpha=0.7)
+    if highlight is not None and len(highlight):
+        ax.scatter(points[highlight, 0], points[highlight, 1], marker="x", c="black", s=30, label="selected")
+        ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_overlay(
+    image: np.ndarray,
+    truth: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    path: str | Path,
+    title: str = "",
+) -> None:
+    """Image, truth and each named prediction side by side for one slice.
+
+    Args:
+        image: (H, W) intensities.
+        truth: (H, W) labels.
+        predictions: name -> (H, W) labels.
+    """
+    plt = _figure()
+    panels = [("truth", truth), *predictions.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
+    axes = np.atleast_1d(axes)
+    for ax, (name, labels) in zip(axes, panels):
+        ax.imshow(image.T, cmap="gray")
+        masked = np.ma.masked_equal(labels.T, 0)
+        ax.imshow(masked, cmap="viridis", alpha=0.5, vmin=0, vmax=max(3, int(truth.max())))
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    plt.close(fig)
