@@ -8,6 +8,7 @@ from .experiment import ActiveLearningExperiment, AnnotationPending, StrategySpe
 from .oracle import HumanOracle, SimulatedOracle
 from .report import class_names, write_run_report
 from .state import RoundPaths, RunPaths, check_settings
+from .workflows import evaluate_checkpoint, read_labeled_list, segment_volumes, train_labeled_round
 
 __all__ = [
     "DAVIS_BUDGETS",
@@ -25,6 +26,10 @@ __all__ = [
     "check_keys",
     "check_settings",
     "class_names",
+    "evaluate_checkpoint",
+    "read_labeled_list",
     "round_sizes",
+    "segment_volumes",
+    "train_labeled_round",
     "write_run_report",
 ]

@@ -145,6 +145,7 @@ class ActiveLearningExperiment:
         self.paths = RunPaths(Path(output_dir))
         self.budgets = self.settings["budgets"]
         self.specs = _strategy_specs(strategies, dict(strategy_options or {}), label_kind, unit)
+        self._check_ensembles(self.settings["segmentation"].get("models_per_round", 5))
         self.annotation_wait = float(annotation_wait)
         self.device = torch.device(device)
         self.num_workers = int(num_workers)
@@ -153,6 +154,15 @@ class ActiveLearningExperiment:
         self.write_report = report
         self._prepared = False
         self._embeddings: np.ndarray | None = None
+
+    def _check_ensembles(self, models_per_round: int) -> None:
+        for spec in self.specs:
+            needed = getattr(self._strategy(spec), "min_models", 0) if spec.unit == "slice" else 0
+            if needed > models_per_round:
+                raise ConfigError(
+                    f"strategies: {spec.name!r} needs an ensemble of at least {needed} models per round; "
+                    f"segmentation#models_per_round is {models_per_round}"
+                )
 
     # set-up -------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -237,29 +247,50 @@ class ActiveLearningExperiment:
         seed = self.settings["seed"] + repeat
         start = time.perf_counter()
         selection = self._select(spec, seed, round_index, fraction, labelled, paths)
-        select_seconds = time.perf_counter() - start
-        labelled = selection["labelled"]
-        records = [self.records[i] for i in labelled]
+        records = [self.records[i] for i in selection["labelled"]]
         annotations = self._annotate(spec, seed, round_index, selection, records, paths)
+        metrics = self._train_and_evaluate(spec, records, annotations, paths, seed, round_index, fraction)
+        metrics.update({"repeat": repeat, "seed": seed, "round": round_index, "added": len(selection["added"]),
+                        "seconds": time.perf_counter() - start})
+        atomic_write_json(paths.metrics, metrics)
+        logger.info("round done: %s repeat %d budget %g%% -> Dice %.4f, cost %.2f, %.1f s",
+                    spec.name, repeat, 100 * fraction, metrics["dice"], metrics["cost"], metrics["seconds"])
+        return selection["labelled"]
+
+    def run_labeled(self, spec: StrategySpec, ids: Sequence[str], paths: RoundPaths) -> dict:
+        """Train and evaluate one round on the given labelled ``ids`` (the ``train.json``
+        workflow); writes the round files under ``paths`` and returns its metrics."""
+        self.prepare()
+        start = time.perf_counter()
+        records = [self.records[i] for i in ids]
+        oracle = SimulatedOracle(self.cache, spec.label_kind, self.index.num_classes, self.index.ignore_index,
+                                 self.settings["synthesize_scribbles"], seed=self.settings["seed"])
+        fraction = len(ids) / len(self.pool)
+        metrics = self._train_and_evaluate(spec, records, oracle.annotate(records), paths, self.settings["seed"],
+                                           0, fraction)
+        metrics.update({"seconds": time.perf_counter() - start, "labelled_ids": list(ids)})
+        atomic_write_json(paths.metrics, metrics)
+        return metrics
+
+    def _train_and_evaluate(self, spec, records, annotations, paths, seed, round_index, fraction) -> dict:
         train_start = time.perf_counter()
         result = self._train(spec, seed, round_index, fraction, records, annotations, paths)
         train_seconds = time.perf_counter() - train_start
-        evaluation = self._evaluate(spec, result["model"], paths)
-        cost = self._cost(spec, records)
-        metrics = {
+        evaluation = self.evaluate_model(result["model"], paths.test_csv)
+        return {
             "strategy": spec.name, "unit": spec.unit, "label_kind": spec.label_kind, "budget": fraction,
-            "repeat": repeat, "seed": seed, "round": round_index, "labelled": len(labelled),
-            "added": len(selection["added"]), "cost": cost, "dice": evaluation.mean_dice,
+            "labelled": len(records), "cost": self._cost(spec, records), "dice": evaluation.mean_dice,
             "dice_per_class": [float(v) for v in evaluation.per_class],
             "dice_per_volume": [float(v) for v in evaluation.per_volume],
-            "val_dice": result["val_dice"], "iterations": result["iterations"],
-            "seconds": time.perf_counter() - start,
-            "seconds_detail": {"select": select_seconds, "train": train_seconds},
+            "val_dice": result["val_dice"], "iterations": result["iterations"], "train_seconds": train_seconds,
         }
-        atomic_write_json(paths.metrics, metrics)
-        logger.info("round done: %s repeat %d budget %g%% -> Dice %.4f, cost %.2f, %.1f s",
-                    spec.name, repeat, 100 * fraction, metrics["dice"], cost, metrics["seconds"])
-        return labelled
+
+    def evaluate_model(self, model, csv_path):
+        """Test 3D Dice of ``model`` (per-volume, per-class CSV written to ``csv_path``)."""
+        self.prepare()
+        settings = self.settings["evaluation"]
+        return evaluate_volumes(model, self.test_volumes, self.index.num_classes,
+                                convention=settings.get("convention", "paper"), csv_path=csv_path)
 
     # steps ----------------------------------------------------------------------------------
     def _select(self, spec, seed, round_index, fraction, labelled, paths: RoundPaths) -> dict:
@@ -360,7 +391,7 @@ class ActiveLearningExperiment:
             model = load_model(paths.models / "best_model.pt", summary["network_spec"], self.device)
             return {**summary, "model": model}
         architecture = network_spec(network, spec.unit, spec.label_kind, self.index.channels,
-                                    self.index.num_classes, settings.get("network_kwargs"))
+                                    self.index.num_classes, settings.get("network_kwargs") if spec.unit == "slice" else {})
         if paths.models.exists():
             shutil.rmtree(paths.models)  # an interrupted training restarts from scratch (same seeds)
         train_seed = derive_seed(seed, "train", round_index)
@@ -368,6 +399,9 @@ class ActiveLearningExperiment:
                   "num_models": num_models, "seed": train_seed, "device": self.device,
                   "num_workers": self.num_workers, "progress": self.progress, **settings}
         if spec.unit == "volume":
+            # Volumes differ in depth: one per batch; 2D network options do not apply to the 3D UNet.
+            for key in ("batch_size", "network_kwargs", "val_batch_size"):
+                common.pop(key, None)
             volumes = sorted({r["volume"] for r in records})
             train_set = VolumeDataset([v for v in self.splits["train"].volumes if v["id"] in volumes], self.cache)
             result = train_volume_round(train_set, self.val_volumes, **common)
@@ -381,11 +415,6 @@ class ActiveLearningExperiment:
                    "network_spec": architecture, "seconds": result.seconds}
         atomic_write_json(paths.training, summary)
         return {**summary, "model": result.model}
-
-    def _evaluate(self, spec, model, paths: RoundPaths):
-        settings = self.settings["evaluation"]
-        return evaluate_volumes(model, self.test_volumes, self.index.num_classes,
-                                convention=settings.get("convention", "paper"), csv_path=paths.test_csv)
 
     def _cost(self, spec, records) -> float:
         return annotation_cost(len(records), spec.label_kind if spec.unit == "slice" else "full",
