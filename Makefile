@@ -27,8 +27,12 @@ $(STAMP): setup.cfg setup.py | $(PY)
 
 setup: $(STAMP)
 
+BUNDLE := bundles/slice_active_learning
+DEMO_CONFIGS := ['$(BUNDLE)/configs/active_learning.json','$(BUNDLE)/configs/data/phantom.json','$(BUNDLE)/configs/demo.json']
+
 demo: setup
-	$(PY) -m alseg_monai.demo
+	$(PY) -m monai.bundle run --bundle_root $(BUNDLE) --config_file "$(DEMO_CONFIGS)" \
+		--meta_file $(BUNDLE)/configs/metadata.json --logging_file $(BUNDLE)/configs/logging.conf
 
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that
 # matches nothing): report it instead of failing the run.
