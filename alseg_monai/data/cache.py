@@ -84,11 +84,14 @@ class SliceCache:
             "intensity": intensity,
             "intensity_options": dict(intensity_options or {}),
         }
-        self._transform = None  # built on the first cache miss
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        # The transform chain is a local, not an attribute: MONAI's set_rnd walks a dataset's
+        # attributes, and a Randomizable kept here would shift the augmentation seeds of
+        # datasets built on this cache depending on whether it was loaded from disk.
+        transform: list = []  # built on the first cache miss
         self._volumes: dict[str, dict[str, Any]] = {}
         for record in tqdm(list(volumes), desc="loading volumes", unit="vol", disable=not progress):
-            self._volumes[record["id"]] = self._load(record)
+            self._volumes[record["id"]] = self._load(record, transform)
 
     @classmethod
     def from_index(cls, index: DatasetIndex, image_size: int, **kwargs) -> SliceCache:
@@ -109,7 +112,7 @@ class SliceCache:
         payload = json.dumps([record, stamps, self._settings], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
-    def _load(self, record: dict) -> dict[str, Any]:
+    def _load(self, record: dict, transform: list) -> dict[str, Any]:
         path = None
         if self.cache_dir is not None:
             path = self.cache_dir / f"{record['id']}-{self._cache_key(record)}.npz"
@@ -119,14 +122,14 @@ class SliceCache:
                         return {k: stored[k] for k in stored.files}
                 except (OSError, ValueError) as err:  # an unreadable cache entry is rebuilt
                     logger.warning("ignoring unreadable cache file %s (%s)", path, err)
-        if self._transform is None:
+        if not transform:
             settings = self._settings
-            self._transform = volume_preprocessing(
+            transform.append(volume_preprocessing(
                 self.image_size, self.num_classes, self.ignore_index,
                 settings["intensity"], settings["intensity_options"],
-            )
+            ))
         try:
-            data = self._transform(dict(record))
+            data = transform[0](dict(record))
         except RuntimeError as err:  # MONAI's Compose wraps errors: surface the user-facing one
             raise _user_error(err) or err
 

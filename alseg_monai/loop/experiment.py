@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,7 @@ class ActiveLearningExperiment:
         self.pool_ids = [r["id"] for r in self.pool]
         self.records = {r["id"]: r for r in self.pool}
         round_sizes(self.budgets, len(self.pool))
+        self._check_encoder_batches()
         if not self.splits["test"].volumes:
             raise ConfigError("split: the test split is empty; adjust split fractions or lists")
         if not self.splits["val"].volumes:
@@ -195,11 +197,36 @@ class ActiveLearningExperiment:
         subset = DatasetIndex(self.index.kind, self.index.root, volumes, [], self.index.num_classes,
                               self.index.channels, self.index.ignore_index, options=self.index.options)
         self.cache = SliceCache.from_index(subset, s["image_size"], **cache_kwargs)
+        self.encoder_settings = self._encoder_settings()
         self.val_volumes = VolumeDataset(self.splits["val"].volumes, self.cache)
         self.test_volumes = VolumeDataset(self.splits["test"].volumes, self.cache)
         logger.info("%s\n  split: %s", self.index.summary(),
                     {k: len(v.patients) for k, v in self.splits.items()})
         self._prepared = True
+
+    def _encoder_settings(self) -> dict:
+        """The encoder settings for this pool. On datasets with one volume per patient
+        (CHAOS, MS-CMR, DAVIS) the patient group equals the volume group, so the patient
+        grouping is dropped with a warning, as the paper did."""
+        settings = dict(self.settings["encoder"])
+        groupings = list(settings.get("groupings", ("patient", "volume")))
+        volumes = Counter(v["patient"] for v in self.splits["train"].volumes)
+        if "patient" in groupings and max(volumes.values()) == 1:
+            logger.warning("every training patient has one volume: the patient grouping duplicates the volume "
+                           "grouping, so it is dropped (encoder#groupings %s -> %s, patient weight 0)",
+                           groupings, [g for g in groupings if g != "patient"])
+            groupings.remove("patient")
+            settings["weights"] = {**settings.get("weights", {}), "patient": 0.0}
+        settings["groupings"] = groupings
+        return settings
+
+    def _check_encoder_batches(self) -> None:
+        """Build one epoch of encoder batches now, so a batch size that is not a multiple
+        of the group size fails before any training."""
+        from ..contrastive import GroupBatchSampler
+
+        settings = self._encoder_settings()
+        GroupBatchSampler(self.pool, settings.get("batch_size"), settings["groupings"], seed=self.settings["seed"])
 
     def _split(self, index: DatasetIndex) -> dict[str, DatasetIndex]:
         options = {"method": "random", "fractions": (0.7, 0.1, 0.2), "seed": 0, **self.settings["split"]}
@@ -440,7 +467,7 @@ class ActiveLearningExperiment:
                 dataset = SliceDataset(self.pool, self.cache, keys=("image",))
                 encoder = train_encoder(dataset, self.pool, folder, device=self.device, seed=self.settings["seed"],
                                         num_workers=self.num_workers, progress=self.progress,
-                                        **_encoder_kwargs(self.settings["encoder"]))
+                                        **_encoder_kwargs(self.encoder_settings))
                 features = embed(encoder, dataset, device=self.device)
                 save_embeddings(folder, self.pool_ids, features)
             self._embeddings = features

@@ -190,3 +190,14 @@ def test_random_split_reproducible_and_disjoint(acdc_root):
     assert {k: v.patients for k, v in a.items()} == {k: v.patients for k, v in b.items()}
     members = [p for part in a.values() for p in part.patients]
     assert sorted(members) == sorted(index.patients) and len(set(members)) == len(members)
+
+
+def test_cache_holds_no_randomizable(acdc_root, tmp_path):
+    """MONAI's set_rnd walks dataset attributes: a cache loaded from disk and one built
+    from files must look the same to it, or augmentation seeds would differ on resume."""
+    from monai.data import set_rnd
+
+    index = read_dataset("acdc", acdc_root)
+    fresh = SliceCache.from_index(index, image_size=16, cache_dir=tmp_path / "c", progress=False)
+    stored = SliceCache.from_index(index, image_size=16, cache_dir=tmp_path / "c", progress=False)
+    assert set_rnd(fresh, 0) == set_rnd(stored, 0) == 0
