@@ -175,7 +175,7 @@ def measure_peak(n: int, dim: int, num_labeled: int, budget: int) -> dict:
         str(num_labeled),
         str(budget),
     ]
-    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, encoding="utf-8", errors="replace").stdout
     row = json.loads(output.strip().splitlines()[-1])
     print(json.dumps(row, indent=1))
     return row

@@ -14,11 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ..utils import atomic_write_json, read_json, save_npy_atomic
+from ..utils import (
+    atomic_write_json,
+    gather_rows,
+    is_main_process,
+    main_process_only,
+    read_json,
+    save_npy_atomic,
+    shard_indices,
+)
 from .networks import SimCLREncoder
 
 __all__ = ["EMBEDDINGS_FILE", "EMBEDDING_IDS_FILE", "embed", "load_embeddings", "save_embeddings"]
@@ -46,6 +54,10 @@ def embed(
     on its batch), no augmentation, items in order. The encoder is moved to ``device``;
     its train/eval mode is restored afterwards.
 
+    Distributed (every rank holding the same encoder): each rank embeds a contiguous
+    block of the items (:func:`~alseg_monai.utils.shard_indices`) and every rank returns
+    the whole (N, F) array in item order (:func:`~alseg_monai.utils.gather_rows`).
+
     Args:
         encoder: a :class:`SimCLREncoder` (anything with ``features(x) -> (B, F)``).
         dataset: ``dataset[i][image_key]`` is a (C, H, W) image.
@@ -64,23 +76,29 @@ def embed(
     if len(dataset) == 0:
         raise DataError("embed: the dataset is empty")
     device = torch.device(device)
+    rows = shard_indices(len(dataset))
+    shard = dataset if len(rows) == len(dataset) else Subset(dataset, rows.tolist())
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=functools.partial(_stack_images, key=image_key)
+        shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=functools.partial(_stack_images, key=image_key)
     )
     was_training = encoder.training
     encoder.to(device).eval()
     chunks = []
     try:
         with torch.inference_mode():
-            for images in tqdm(loader, desc="embed", disable=not progress, leave=False):
+            for images in tqdm(loader, desc="embed", disable=not (progress and is_main_process()), leave=False):
                 chunks.append(encoder.features(images.to(device)).float().cpu().numpy())
     finally:
         encoder.train(was_training)
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    # A rank with no items (fewer items than ranks) sends no rows; gather_rows takes the width from the others.
+    local = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros((0, 0), np.float32)
+    return gather_rows(local, rows, len(dataset))
 
 
 def save_embeddings(output_dir: str | os.PathLike, ids: Sequence[str], features: np.ndarray) -> None:
     """Write ``embeddings.npy`` (float32 (N, F)) and ``embedding_ids.json`` (N ids) to ``output_dir``, atomically.
+
+    In a distributed run every rank checks the arguments and rank 0 writes.
 
     Raises:
         DataError: ``features`` is not 2-D, its row count differs from ``len(ids)``,
@@ -92,8 +110,12 @@ def save_embeddings(output_dir: str | os.PathLike, ids: Sequence[str], features:
         raise DataError(f"save_embeddings: features must have shape (len(ids)={len(ids)}, F), got {features.shape}")
     if len(set(ids)) != len(ids):
         raise DataError("save_embeddings: ids must be unique")
-    output_dir = Path(output_dir)
-    save_npy_atomic(output_dir / EMBEDDINGS_FILE, features.astype(np.float32, copy=False))
+    _write_embeddings(Path(output_dir), ids, features.astype(np.float32, copy=False))
+
+
+@main_process_only
+def _write_embeddings(output_dir: Path, ids: list[str], features: np.ndarray) -> None:
+    save_npy_atomic(output_dir / EMBEDDINGS_FILE, features)
     atomic_write_json(output_dir / EMBEDDING_IDS_FILE, ids)
 
 

@@ -13,7 +13,7 @@ from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.data.utils import set_rnd
 from torch.utils.data import DataLoader
 
-from ..utils import derive_seed, torch_save_atomic
+from ..utils import derive_seed, main_process_only, torch_save_atomic
 
 __all__ = ["AtomicDiskSaver", "AugmentationSeedHandler", "SetEpochHandler", "latest_checkpoint"]
 
@@ -68,15 +68,18 @@ class AtomicDiskSaver(BaseSaveHandler):
     """ignite checkpoint save handler writing through :func:`alseg_monai.utils.torch_save_atomic`.
 
     A checkpoint file is either complete or absent, even if the process is killed
-    while saving.
+    while saving. ignite's ``Checkpoint`` calls its handler on every rank; this one
+    writes and removes files on rank 0 only.
     """
 
     def __init__(self, dirname: str | os.PathLike) -> None:
         self.dirname = Path(dirname)
 
+    @main_process_only
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
         torch_save_atomic(checkpoint, self.dirname / filename)
 
+    @main_process_only
     def remove(self, filename: str) -> None:
         (self.dirname / filename).unlink(missing_ok=True)
 

@@ -28,7 +28,18 @@ from monai.transforms import Compose
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
-from ..utils import clean_stale_temp_files, derive_seed, torch_save_atomic
+from ..utils import (
+    broadcast_module,
+    broadcast_object,
+    clean_stale_temp_files,
+    ddp_wrap,
+    derive_seed,
+    is_main_process,
+    rank,
+    rank_seed,
+    torch_save_atomic,
+    world_size,
+)
 from .augment import TwoViewsd
 from .groups import batch_group_ids
 from .handlers import AtomicDiskSaver, AugmentationSeedHandler, SetEpochHandler, latest_checkpoint
@@ -100,6 +111,12 @@ def create_contrastive_trainer(
 
     ``amp`` and ``channels_last`` default to True on CUDA and False elsewhere; the loss
     is always computed in float32. ``engine.grad_scaler`` holds the AMP grad scaler.
+
+    In a distributed run (see :mod:`alseg_monai.utils.distributed`) the forward pass goes
+    through ``DistributedDataParallel``: each rank's loss is over its own batch and the
+    gradients are averaged across ranks, so every rank takes the same step. When the
+    engine completes, rank 0's parameters and BatchNorm statistics are copied to every
+    rank, so all ranks hold the model rank 0 saves.
     """
     device = torch.device(device)
     amp = device.type == "cuda" if amp is None else bool(amp)
@@ -108,17 +125,18 @@ def create_contrastive_trainer(
         raise ConfigError(f"create_contrastive_trainer: amp needs a CUDA device, got {device}")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     encoder.to(device=device, memory_format=memory_format)
+    network = ddp_wrap(encoder, device)
     objective.to(device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     roles = tuple(roles)
 
     def iteration(engine: Engine, batch: Mapping[str, Any]) -> dict[str, float]:
-        encoder.train()
+        network.train()
         x = torch.cat([torch.as_tensor(batch[v]) for v in _VIEWS]).to(device, non_blocking=True)
         x = x.contiguous(memory_format=memory_format)
         ids = {k: v.to(device) for k, v in batch_group_ids(batch["patient"], batch["volume"], roles).items()}
         with torch.autocast(device_type=device.type, enabled=amp):
-            projections = encoder(x)
+            projections = network(x)
         z, z_aug = projections.float().chunk(2)
         terms = objective(z, z_aug, **ids)
         optimizer.zero_grad(set_to_none=True)
@@ -129,6 +147,8 @@ def create_contrastive_trainer(
 
     engine = Engine(iteration)
     engine.grad_scaler = scaler
+    # Each rank's BatchNorm statistics follow its own batches: leave every rank with rank 0's.
+    engine.add_event_handler(Events.COMPLETED, lambda _: broadcast_module(encoder))
     return engine
 
 
@@ -154,6 +174,9 @@ def attach_training_handlers(
     - an ignite ``ProgressBar`` when ``progress``;
     - an ignite ``Checkpoint`` of ``to_save`` (and itself) at every epoch end, written
       atomically to ``output_dir/checkpoint_<epoch>.pt``, keeping the last ``keep_checkpoints``.
+
+    In a distributed run only rank 0 logs, shows progress and writes TensorBoard logs and
+    checkpoints; the epoch averages are over every rank's batches.
     """
     if keep_checkpoints < 1 or log_every < 1:
         raise ConfigError(f"attach_training_handlers: keep_checkpoints and log_every must be >= 1, got {keep_checkpoints}, {log_every}")
@@ -161,17 +184,8 @@ def attach_training_handlers(
     AugmentationSeedHandler(loader, seed).attach(engine)
     for name in ("loss", *terms):
         Average(output_transform=lambda out, name=name: out[name]).attach(engine, name)
-    StatsHandler(
-        name="alseg_monai.contrastive.stats",
-        output_transform=lambda out: out,
-        iteration_log=lambda _, iteration: iteration % log_every == 0,
-    ).attach(engine)
-    if tensorboard:
-        board = TensorBoardStatsHandler(log_dir=str(Path(output_dir) / "tensorboard"), output_transform=lambda out: out)
-        board.attach(engine)
-        engine.add_event_handler(Events.COMPLETED, lambda _: board.close())
-    if progress:
-        ProgressBar(persist=False).attach(engine, output_transform=lambda out: {"loss": out["loss"]})
+    if is_main_process():
+        _attach_logging(engine, output_dir, progress, tensorboard, log_every)
     checkpoint = Checkpoint(
         dict(to_save),
         AtomicDiskSaver(output_dir),
@@ -184,15 +198,31 @@ def attach_training_handlers(
     return checkpoint
 
 
+def _attach_logging(engine: Engine, output_dir: str | os.PathLike, progress: bool, tensorboard: bool,
+                    log_every: int) -> None:
+    StatsHandler(
+        name="alseg_monai.contrastive.stats",
+        output_transform=lambda out: out,
+        iteration_log=lambda _, iteration: iteration % log_every == 0,
+    ).attach(engine)
+    if tensorboard:
+        board = TensorBoardStatsHandler(log_dir=str(Path(output_dir) / "tensorboard"), output_transform=lambda out: out)
+        board.attach(engine)
+        engine.add_event_handler(Events.COMPLETED, lambda _: board.close())
+    if progress:
+        ProgressBar(persist=False).attach(engine, output_transform=lambda out: {"loss": out["loss"]})
+
+
 def resume_from_checkpoint(output_dir: str | os.PathLike, to_load: Mapping[str, Any]) -> Path | None:
     """Load the latest ``checkpoint_<epoch>.pt`` of ``output_dir`` into ``to_load``; return its path, or None.
 
     ``to_load`` must name the objects as they were saved (see :func:`attach_training_handlers`).
+    In a distributed run every rank loads the checkpoint rank 0 finds.
 
     Raises:
         DataError: the checkpoint does not fit the objects (e.g. another encoder size).
     """
-    path = latest_checkpoint(output_dir)
+    path = broadcast_object(latest_checkpoint(output_dir) if is_main_process() else None)
     if path is None:
         return None
     try:
@@ -230,6 +260,13 @@ def train_encoder(
     ``checkpoint_<epoch>.pt`` and TensorBoard logs. With ``resume`` a run continues from
     the latest checkpoint in ``output_dir`` (a finished run is loaded, not retrained).
 
+    Distributed (``torchrun``, see docs/distributed.md): each rank trains on its own,
+    disjoint batches of the :class:`GroupBatchSampler` (``num_replicas`` = world size)
+    through ``DistributedDataParallel``; an epoch has ``1 / world size`` as many
+    iterations, each of ``world size x batch_size`` slices in all. Augmentations are
+    seeded per rank. Rank 0 writes every file; every rank resumes from the same
+    checkpoint and returns the same encoder. Resume with the same number of processes.
+
     Args:
         dataset: ``dataset[i]`` is a dict with ``"image"`` ((C, H, W) float in [0, 1]),
             ``"patient"`` and ``"volume"`` of ``records[i]`` (e.g. ``alseg_monai.data.SliceDataset``).
@@ -244,7 +281,8 @@ def train_encoder(
             initialised from ``seed``.
         lr: Adam learning rate (3e-4).
         weight_decay: Adam weight decay (1e-6).
-        seed: seeds the encoder initialisation, the sampler and the augmentation.
+        seed: seeds the encoder initialisation, the sampler and the augmentation (per rank
+            when distributed).
         device: torch device; CUDA turns on AMP and channels-last.
         num_workers: loader worker processes.
         amp: mixed precision; default: on for CUDA.
@@ -266,24 +304,33 @@ def train_encoder(
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"train_encoder: epochs must be a positive integer, got {epochs!r}")
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temp_files(output_dir)
+    if is_main_process():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale_temp_files(output_dir)
 
     objective = objective if objective is not None else ContrastiveObjective()
-    sampler = GroupBatchSampler(records, batch_size, groupings=groupings, seed=derive_seed(seed, "sampler"))
+    sampler = GroupBatchSampler(records, batch_size, groupings=groupings, seed=derive_seed(seed, "sampler"),
+                                num_replicas=world_size(), rank=rank())
     if "slice" in objective.active_terms and "adjacent" not in sampler.roles:
         raise ConfigError("train_encoder: slice_weight > 0 needs 'slice' in groupings (adjacent-slice pairs in the batch)")
+    if len(sampler) == 0:
+        raise ConfigError(
+            f"train_encoder: {len(records)} slices give no batch of {sampler.batch_size} per process "
+            f"({world_size()} process(es)); use a smaller batch_size or fewer processes"
+        )
     if encoder is None:
         encoder = _seeded_encoder(dataset, seed)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr, weight_decay=weight_decay)
-    loader = build_contrastive_loader(dataset, sampler, augmentation, num_workers=num_workers, seed=seed)
+    augmentation_seed = rank_seed(seed)
+    loader = build_contrastive_loader(dataset, sampler, augmentation, num_workers=num_workers, seed=augmentation_seed)
     engine = create_contrastive_trainer(encoder, objective, optimizer, sampler.roles, device=device, amp=amp)
 
     to_save: dict[str, Any] = {"encoder": encoder, "optimizer": optimizer, "trainer": engine, "sampler": sampler}
     if engine.grad_scaler.is_enabled():
         to_save["grad_scaler"] = engine.grad_scaler
     checkpoint = attach_training_handlers(
-        engine, sampler, loader, to_save, output_dir, objective.active_terms, seed=seed, progress=progress, log_every=log_every
+        engine, sampler, loader, to_save, output_dir, objective.active_terms, seed=augmentation_seed, progress=progress,
+        log_every=log_every,
     )
     for handler in handlers:
         handler.attach(engine)
@@ -294,7 +341,8 @@ def train_encoder(
     else:
         logger.info("encoder training already complete (%d epochs) in %s", engine.state.epoch, output_dir)
     encoder.eval()
-    torch_save_atomic(encoder.state_dict(), output_dir / ENCODER_FILE)
+    if is_main_process():
+        torch_save_atomic(encoder.state_dict(), output_dir / ENCODER_FILE)
     return encoder
 
 

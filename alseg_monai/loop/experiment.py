@@ -6,6 +6,12 @@ adds ``int(N x fraction) - |labelled|`` slices; the contrastive encoder is train
 per experiment and shared by every strategy that uses embeddings; each round trains
 ``models_per_round`` segmentation models and reports the test 3D Dice of the one with
 the best validation Dice; repeats differ by seed.
+
+Distributed (``torchrun``, docs/distributed.md): every rank runs the same loop. Training,
+embedding and scoring are shared across ranks by the steps themselves; each selection
+runs on every rank and rank 0's picks are broadcast, so all ranks train on the same
+labelled set. Rank 0 writes every file; a collective (a broadcast, a gather or a
+barrier) always separates a rank-0 write from another rank's check or read of that file.
 """
 
 from __future__ import annotations
@@ -26,6 +32,15 @@ import torch
 from ..data import DatasetIndex, SliceCache, SliceDataset, VolumeDataset, read_dataset, split_dataset
 from ..errors import AlsegError, ConfigError
 from ..evaluation import annotation_cost, evaluate_volumes
+from ..utils.distributed import (
+    barrier,
+    broadcast_object,
+    is_main_process,
+    main_process_first,
+    main_process_only,
+    rank,
+    world_size,
+)
 from ..utils.io import atomic_write_json, clean_stale_temp_files, read_json
 from ..utils.seed import derive_seed
 from .budgets import DEFAULT_BUDGETS, check_budgets, round_sizes
@@ -168,15 +183,24 @@ class ActiveLearningExperiment:
     # set-up -------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Read and split the dataset, check the budgets against the pool and load every
-        volume once (all input errors surface here, before any training)."""
+        volume once (all input errors surface here, before any training).
+
+        Distributed, rank 0 prepares first (writing the run's settings, split and slice
+        cache); the other ranks then read them without writing."""
         if self._prepared:
             return
+        with main_process_first():
+            self._prepare()
+        self._prepared = True
+
+    def _prepare(self) -> None:
         root = self.paths.root
-        root.mkdir(parents=True, exist_ok=True)
-        removed = clean_stale_temp_files(root)
-        if removed:
-            logger.info("removed %d temporary files left by an interrupted run", len(removed))
-        check_settings(self.paths.settings, self.settings)
+        if is_main_process():
+            root.mkdir(parents=True, exist_ok=True)
+            removed = clean_stale_temp_files(root)
+            if removed:
+                logger.info("removed %d temporary files left by an interrupted run", len(removed))
+            check_settings(self.paths.settings, self.settings)
         s = self.settings
         self.index = read_dataset(s["dataset_kind"], s["dataset_dir"], **s["dataset_options"])
         self.splits = self._split(self.index)
@@ -189,7 +213,7 @@ class ActiveLearningExperiment:
             raise ConfigError("split: the test split is empty; adjust split fractions or lists")
         if not self.splits["val"].volumes:
             raise ConfigError("split: the validation split is empty; the best model of a round is chosen on it")
-        cache_kwargs = {"cache_dir": self.cache_dir, "progress": self.progress}
+        cache_kwargs = {"cache_dir": self.cache_dir, "progress": self.progress and is_main_process()}
         if s["intensity"]:
             options = dict(s["intensity"])
             cache_kwargs.update(intensity=options.pop("mode"), intensity_options=options)
@@ -202,7 +226,6 @@ class ActiveLearningExperiment:
         self.test_volumes = VolumeDataset(self.splits["test"].volumes, self.cache)
         logger.info("%s\n  split: %s", self.index.summary(),
                     {k: len(v.patients) for k, v in self.splits.items()})
-        self._prepared = True
 
     def _encoder_settings(self) -> dict:
         """The encoder settings for this pool. On datasets with one volume per patient
@@ -226,16 +249,21 @@ class ActiveLearningExperiment:
         from ..contrastive import GroupBatchSampler
 
         settings = self._encoder_settings()
-        GroupBatchSampler(self.pool, settings.get("batch_size"), settings["groupings"], seed=self.settings["seed"])
+        sampler = GroupBatchSampler(self.pool, settings.get("batch_size"), settings["groupings"],
+                                    seed=self.settings["seed"], num_replicas=world_size(), rank=rank())
+        if len(sampler) == 0:
+            raise ConfigError(f"encoder#batch_size: the {len(self.pool)} training slices give no batch of "
+                              f"{sampler.batch_size} per process ({world_size()} process(es)); use a smaller batch")
 
     def _split(self, index: DatasetIndex) -> dict[str, DatasetIndex]:
         options = {"method": "random", "fractions": (0.7, 0.1, 0.2), "seed": 0, **self.settings["split"]}
         splits = split_dataset(index, **options)
         patients = {name: part.patients for name, part in splits.items()}
-        if self.paths.splits.is_file() and read_json(self.paths.splits) != patients:
-            raise ConfigError(f"{self.paths.splits}: the dataset's split changed since this run started; "
-                              "use a new output_dir")
-        atomic_write_json(self.paths.splits, patients)
+        if is_main_process():
+            if self.paths.splits.is_file() and read_json(self.paths.splits) != patients:
+                raise ConfigError(f"{self.paths.splits}: the dataset's split changed since this run started; "
+                                  "use a new output_dir")
+            atomic_write_json(self.paths.splits, patients)
         return splits
 
     # the loop -----------------------------------------------------------------------------
@@ -254,11 +282,12 @@ class ActiveLearningExperiment:
         except AnnotationPending as pending:
             logger.warning("%s", pending)
             return []
+        barrier()  # rank 0 has written the last round's metrics
         rows = self.collect_rows()
         if self.write_report:
             from .report import write_run_report
 
-            write_run_report(self, rows)
+            main_process_only(write_run_report)(self, rows)
         return rows
 
     def _run_repeat(self, spec: StrategySpec, repeat: int) -> None:
@@ -279,7 +308,7 @@ class ActiveLearningExperiment:
         metrics = self._train_and_evaluate(spec, records, annotations, paths, seed, round_index, fraction)
         metrics.update({"repeat": repeat, "seed": seed, "round": round_index, "added": len(selection["added"]),
                         "seconds": time.perf_counter() - start})
-        atomic_write_json(paths.metrics, metrics)
+        _write_json(paths.metrics, metrics)
         logger.info("round done: %s repeat %d budget %g%% -> Dice %.4f, cost %.2f, %.1f s",
                     spec.name, repeat, 100 * fraction, metrics["dice"], metrics["cost"], metrics["seconds"])
         return selection["labelled"]
@@ -296,7 +325,7 @@ class ActiveLearningExperiment:
         metrics = self._train_and_evaluate(spec, records, oracle.annotate(records), paths, self.settings["seed"],
                                            0, fraction)
         metrics.update({"seconds": time.perf_counter() - start, "labelled_ids": list(ids)})
-        atomic_write_json(paths.metrics, metrics)
+        _write_json(paths.metrics, metrics)
         return metrics
 
     def _train_and_evaluate(self, spec, records, annotations, paths, seed, round_index, fraction) -> dict:
@@ -331,9 +360,13 @@ class ActiveLearningExperiment:
             context = self._context(spec, seed, round_index, labelled)
             strategy = self._strategy(spec)
             added = [str(i) for i in strategy.select(context, budget)]
+        # Every rank selected (model scores are shared across ranks); all train on rank 0's picks.
+        added = broadcast_object(added)
+        if spec.unit != "volume":
             _check_selection(spec.name, added, labelled, budget, self.records)
         selection = {"round": round_index, "budget": fraction, "added": added, "labelled": list(labelled) + added}
-        atomic_write_json(paths.selection, selection)
+        _write_json(paths.selection, selection)
+        barrier()  # a human oracle reads this round's selection back
         return selection
 
     def _select_volumes(self, seed, round_index, labelled, target) -> list[str]:
@@ -390,12 +423,12 @@ class ActiveLearningExperiment:
 
     def _human_round(self, oracle: HumanOracle, added, paths: RoundPaths) -> dict:
         volumes = {v["id"]: v for v in self.splits["train"].volumes}
-        if not (paths.request_dir / "request.csv").is_file():
+        if is_main_process() and not (paths.request_dir / "request.csv").is_file():
             oracle.export(added, volumes, paths.request_dir)
         deadline = time.monotonic() + self.annotation_wait
-        while oracle.missing(added, paths.annotation_dir):
-            if time.monotonic() >= deadline:
-                missing = oracle.missing(added, paths.annotation_dir)
+        # Rank 0 looks for the expert's files and tells the others, so all ranks stop or go on together.
+        while missing := broadcast_object(oracle.missing(added, paths.annotation_dir) if is_main_process() else None):
+            if broadcast_object(time.monotonic() >= deadline):
                 raise AnnotationPending(
                     f"waiting for annotations: the slices listed in {paths.request_dir / 'request.csv'} need labels; "
                     f"write {len(missing)} label file(s) such as {missing[0]} (the source image's grid, "
@@ -419,7 +452,7 @@ class ActiveLearningExperiment:
             return {**summary, "model": model}
         architecture = network_spec(network, spec.unit, spec.label_kind, self.index.channels,
                                     self.index.num_classes, settings.get("network_kwargs") if spec.unit == "slice" else {})
-        if paths.models.exists():
+        if is_main_process() and paths.models.exists():
             shutil.rmtree(paths.models)  # an interrupted training restarts from scratch (same seeds)
         train_seed = derive_seed(seed, "train", round_index)
         common = {"output_dir": paths.models, "num_classes": self.index.num_classes, "iterations": iterations,
@@ -440,7 +473,7 @@ class ActiveLearningExperiment:
         summary = {"val_dice": result.best_val_dice, "val_dice_models": result.val_dice,
                    "best_index": result.best_index, "iterations": result.iterations,
                    "network_spec": architecture, "seconds": result.seconds}
-        atomic_write_json(paths.training, summary)
+        _write_json(paths.training, summary)
         return {**summary, "model": result.model}
 
     def _cost(self, spec, records) -> float:
@@ -454,7 +487,8 @@ class ActiveLearningExperiment:
     def embeddings(self) -> np.ndarray:
         """GCL embeddings (N, 512) of the training pool, in pool order: the encoder is
         trained once per run directory (resuming from its last epoch) and its embeddings
-        cached on disk."""
+        cached on disk. Distributed, the encoder trains on every rank (DDP) and each rank
+        embeds a share of the pool; every rank returns the whole array."""
         if self._embeddings is None:
             from ..contrastive import embed, load_embeddings, save_embeddings, train_encoder
 
@@ -468,7 +502,7 @@ class ActiveLearningExperiment:
                 encoder = train_encoder(dataset, self.pool, folder, device=self.device, seed=self.settings["seed"],
                                         num_workers=self.num_workers, progress=self.progress,
                                         **_encoder_kwargs(self.encoder_settings))
-                features = embed(encoder, dataset, device=self.device)
+                features = embed(encoder, dataset, device=self.device, progress=self.progress)
                 save_embeddings(folder, self.pool_ids, features)
             self._embeddings = features
         return self._embeddings
@@ -484,6 +518,13 @@ class ActiveLearningExperiment:
                     if paths.done:
                         rows.append(read_json(paths.metrics))
         return rows
+
+
+def _write_json(path: Path, content: Any) -> None:
+    # Rank 0 writes the loop's state; a later collective orders the write before any other
+    # rank's read (the next step's broadcast or gather, or the barrier before collect_rows).
+    if is_main_process():
+        atomic_write_json(path, content)
 
 
 def _encoder_kwargs(settings: Mapping) -> dict:

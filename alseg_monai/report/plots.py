@@ -11,18 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..selection.typiclust import kmeans_labels
 from ..utils.io import atomic_write_bytes
 
 __all__ = ["plot_curves", "plot_embeddings", "plot_overlay", "pca_2d"]
 
 
-def _figure():
-    import matplotlib
+def _subplots(ncols: int, figsize: tuple[float, float]):
+    """A figure and its axes, built without pyplot: no global backend switch and no
+    figure registry, so plotting neither changes a notebook's backend nor leaks memory."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(1, ncols)
 
 
 def _save(fig, path: str | Path) -> None:
@@ -37,14 +38,13 @@ def plot_curves(rows: Sequence[Mapping], path: str | Path) -> None:
     ``rows`` are round metrics with ``strategy``, ``unit``, ``label_kind``, ``budget``,
     ``cost`` and ``dice``; one line per (strategy, unit, label kind).
     """
-    plt = _figure()
     series: dict[str, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         name = row["strategy"]
         if row.get("unit", "slice") != "slice" or row.get("label_kind", "full") != "full":
             name = f"{name} ({row.get('unit', 'slice')}, {row.get('label_kind', 'full')})"
         series[name][float(row["budget"])].append((float(row["cost"]), float(row["dice"])))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = _subplots(2, figsize=(11, 4))
     for name, by_budget in series.items():
         budgets = sorted(by_budget)
         dice = [100 * np.mean([d for _, d in by_budget[b]]) for b in budgets]
@@ -58,7 +58,6 @@ def plot_curves(rows: Sequence[Mapping], path: str | Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     _save(fig, path)
-    plt.close(fig)
 
 
 def pca_2d(features: np.ndarray) -> np.ndarray:
@@ -78,17 +77,11 @@ def plot_embeddings(
 ) -> None:
     """Scatter of the embeddings' first two principal components coloured by a faiss
     k-means clustering; ``highlight`` (indices, e.g. the selected slices) drawn as crosses."""
-    import faiss
-
-    plt = _figure()
     x = np.ascontiguousarray(features, dtype=np.float32)
-    k = max(1, min(clusters, len(x)))
-    kmeans = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, verbose=False, min_points_per_centroid=1)
-    kmeans.train(x)
-    _, assignment = kmeans.index.search(x, 1)
+    assignment = kmeans_labels(x, max(1, min(clusters, len(x))), iterations=20, seed=seed)
     points = pca_2d(x.astype(np.float64))
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.scatter(points[:, 0], points[:, 1], c=assignment[:, 0], cmap="tab10", s=6, alpha=0.7)
+    fig, ax = _subplots(1, figsize=(6, 5))
+    ax.scatter(points[:, 0], points[:, 1], c=assignment, cmap="tab10", s=6, alpha=0.7)
     if highlight is not None and len(highlight):
         ax.scatter(points[highlight, 0], points[highlight, 1], marker="x", c="black", s=30, label="selected")
         ax.legend(fontsize=8)
@@ -96,7 +89,6 @@ def plot_embeddings(
     ax.set_xticks([])
     ax.set_yticks([])
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_overlay(
@@ -113,9 +105,8 @@ def plot_overlay(
         truth: (H, W) labels.
         predictions: name -> (H, W) labels.
     """
-    plt = _figure()
     panels = [("truth", truth), *predictions.items()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
+    fig, axes = _subplots(len(panels), figsize=(3 * len(panels), 3.2))
     axes = np.atleast_1d(axes)
     for ax, (name, labels) in zip(axes, panels):
         ax.imshow(image.T, cmap="gray")
@@ -126,4 +117,3 @@ def plot_overlay(
     if title:
         fig.suptitle(title, fontsize=10)
     _save(fig, path)
-    plt.close(fig)

@@ -30,6 +30,7 @@ from .inference import (
     eval_mode,
     iterate_batches,
     seeded,
+    shard_rows,
 )
 from .kcenter import kcenter_greedy, kcenter_memory_bytes
 from .mc_dropout import DROPOUT_LAYERS, mc_dropout_bald, mc_dropout_mode
@@ -91,6 +92,7 @@ __all__ = [
     "resolve_device",
     "sample_graph_nodes",
     "seeded",
+    "shard_rows",
     "top_rows",
     "train_gcn",
     "train_vaal",

@@ -5,6 +5,10 @@ of :meth:`SelectionContext.images`, so the pixel maps of ensemble members align 
 original code's train-time augmentation at scoring misaligned them). Networks run in
 eval mode (BatchNorm uses its running statistics, dropout is off); scores are reduced
 batch by batch, so memory stays O(batch) whatever the pool size.
+
+Distributed (``torchrun``): each rank scores a contiguous share of the rows
+(:func:`shard_rows`) and every rank returns the scores of all rows, in row order
+(:func:`~alseg_monai.utils.gather_rows`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
+from ..utils import gather_rows, shard_indices
 from .scores import entropy_map, vote_ratio_map
 
 __all__ = [
@@ -27,6 +32,7 @@ __all__ = [
     "eval_mode",
     "iterate_batches",
     "seeded",
+    "shard_rows",
 ]
 
 
@@ -52,6 +58,21 @@ def iterate_batches(
         batch = images[index]
         batch = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
         yield positions, batch.to(device=device, dtype=torch.float32)
+
+
+def shard_rows(images: np.ndarray | torch.Tensor, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """This rank's share of the rows to score: ``(positions, local_rows)``.
+
+    ``positions`` (int64) index the output of ``len(rows)`` (or ``len(images)`` when
+    ``rows`` is None) and are a contiguous block (:func:`~alseg_monai.utils.shard_indices`);
+    ``local_rows`` are the image rows to score for them (``rows`` itself when this process
+    scores everything).
+    """
+    total = len(images) if rows is None else len(rows)
+    positions = shard_indices(total)
+    if len(positions) == total:
+        return positions, rows
+    return positions, positions if rows is None else np.asarray(rows)[positions]
 
 
 @contextlib.contextmanager
@@ -126,12 +147,13 @@ def ensemble_entropy(
     """
     device = torch.device(device)
     models = _prepare(models, device)
-    out = np.empty(len(images) if rows is None else len(rows), dtype=np.float64)
+    share, local_rows = shard_rows(images, rows)
+    out = np.empty(len(share), dtype=np.float64)
     with eval_mode(*models):
-        for positions, x in iterate_batches(images, rows, batch_size, device):
+        for positions, x in iterate_batches(images, local_rows, batch_size, device):
             mean = sum(class_probabilities(model, x) for model in models) / len(models)
             out[positions] = entropy_map(mean, 1).flatten(1).mean(1).double().cpu().numpy()
-    return out
+    return gather_rows(out, share, len(images) if rows is None else len(rows))
 
 
 def ensemble_variance_ratio(
@@ -149,16 +171,17 @@ def ensemble_variance_ratio(
     """
     device = torch.device(device)
     models = _prepare(models, device)
-    out = np.empty(len(images) if rows is None else len(rows), dtype=np.float64)
+    share, local_rows = shard_rows(images, rows)
+    out = np.empty(len(share), dtype=np.float64)
     with eval_mode(*models):
-        for positions, x in iterate_batches(images, rows, batch_size, device):
+        for positions, x in iterate_batches(images, local_rows, batch_size, device):
             votes = None
             for model in models:
                 probs = class_probabilities(model, x)
                 one_vote = torch.zeros_like(probs, dtype=torch.int32).scatter_(1, probs.argmax(1, keepdim=True), 1)
                 votes = one_vote if votes is None else votes + one_vote
             out[positions] = vote_ratio_map(votes, len(models)).flatten(1).mean(1).cpu().numpy()
-    return out
+    return gather_rows(out, share, len(images) if rows is None else len(rows))
 
 
 def bottleneck_features(
@@ -177,13 +200,15 @@ def bottleneck_features(
     (model,) = _prepare([model], device)
     if not callable(getattr(model, "bottleneck_features", None)):
         raise DataError(f"{type(model).__name__} has no bottleneck_features(x) -> (B, F) method")
+    share, local_rows = shard_rows(images, rows)
     parts = []
     with eval_mode(model):
-        for _, x in iterate_batches(images, rows, batch_size, device):
+        for _, x in iterate_batches(images, local_rows, batch_size, device):
             features = model.bottleneck_features(x)
             if features.ndim != 2 or features.shape[0] != x.shape[0]:
                 raise DataError(
                     f"bottleneck_features: expected (B, F) for input {tuple(x.shape)}, got {tuple(features.shape)}"
                 )
             parts.append(features.float().cpu().numpy())
-    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+    local = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+    return gather_rows(local, share, len(images) if rows is None else len(rows))

@@ -5,8 +5,10 @@ repeatedly add the pool point farthest from its nearest centre.
 Exact and fast:
 
 - Initial distances to the labelled set come from an exact faiss ``IndexFlatL2`` search
-  (chunked; torch on CUDA), then are recomputed in float64 for the few candidate centres
-  whose float32 distance could be the minimum, so the values equal the textbook's.
+  (chunked; on CUDA a faiss ``GpuIndexFlatL2`` when faiss-gpu is installed, else the
+  same brute-force search in torch), then are recomputed in float64 for the few
+  candidate centres whose float32 distance could be the minimum, so the values equal
+  the textbook's whichever search ran.
 - Each pick first bounds every point's distance to the new centre from below with a
   projection on the features' top principal axes (an orthogonal projection never
   lengthens a distance), a pass over 8-32 columns instead of D. Only points the bound
@@ -406,6 +408,55 @@ def _faiss_search(centres: np.ndarray, k: int):
     return search
 
 
+def _faiss_gpus() -> int:
+    """GPUs faiss can use (0 for a CPU-only faiss build)."""
+    import faiss
+
+    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+
+
+def _gpu_flat_index(centres: torch.Tensor, device: torch.device) -> tuple[Any, Any]:
+    """``(index, resources)``: a faiss ``GpuIndexFlatL2`` of ``centres`` on ``device``'s GPU
+    and the GPU resources it runs on (faiss-gpu only).
+
+    Its GEMM runs in IEEE float32 (faiss disallows reduced-precision cuBLAS math, and the
+    index stores float32, not float16), so the rounding bounds of the CPU search hold.
+    """
+    import faiss
+
+    resources = faiss.StandardGpuResources()
+    # Temporary memory within the working chunks counted by kcenter_memory_bytes.
+    resources.setTempMemory(2 * _CHUNK_BYTES)
+    config = faiss.GpuIndexFlatConfig()
+    config.device = device.index if device.index is not None else torch.cuda.current_device()
+    index = faiss.GpuIndexFlatL2(resources, centres.shape[1], config)
+    index.add(np.ascontiguousarray(centres.cpu().numpy(), dtype=np.float32))
+    return index, resources
+
+
+def _faiss_torch_search(index: Any, k: int, device: torch.device):
+    """:func:`_faiss_search` over a built faiss ``index``, for torch blocks on ``device``."""
+
+    def search(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        distances, ids = index.search(np.ascontiguousarray(block.cpu().numpy(), dtype=np.float32), k)
+        return torch.from_numpy(distances.astype(np.float64)).to(device), torch.from_numpy(ids).to(device)
+
+    return search
+
+
+def _search_function(ops: _NumpyOps | _TorchOps, centres: Any, centre_norms: Any, k: int):
+    """The k-nearest-centre search of the initial minima: faiss on CPU, faiss-gpu on CUDA
+    when installed, else the torch brute force."""
+    if isinstance(ops, _NumpyOps):
+        return _faiss_search(centres, k)
+    if ops.device.type == "cuda" and _faiss_gpus() > 0:
+        index, resources = _gpu_flat_index(centres, ops.device)
+        search = _faiss_torch_search(index, k, ops.device)
+        search.gpu_resources = resources  # the index must not outlive its GPU resources
+        return search
+    return _torch_search(centres, centre_norms, k)
+
+
 def _torch_search(centres: torch.Tensor, centre_norms: torch.Tensor, k: int):
     # The brute-force search of IndexFlatL2, in torch, for CUDA tensors (and no faiss GPU build).
     def search(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -442,7 +493,7 @@ def _initial_minima(state: _State, labeled: np.ndarray) -> None:
     unique_rows = ops.from_numpy(labeled[np.sort(first)])
     centres, centre_norms = ops.take(x, unique_rows), norms[unique_rows]
     k = min(_SEARCH_K, centres.shape[0])
-    search = _faiss_search(centres, k) if isinstance(ops, _NumpyOps) else _torch_search(centres, centre_norms, k)
+    search = _search_function(ops, centres, centre_norms, k)
     factor = _search_error_factor(x.shape[1])
     max_centre_norm = float(centre_norms.max())
     for rows in _chunks(x.shape[0], _rows_per_chunk(x.shape[1] * 8)):

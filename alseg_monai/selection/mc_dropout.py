@@ -6,6 +6,10 @@ dropout layers back on. :func:`mc_dropout_bald` runs T stochastic passes over ea
 of slices, with no augmentation, accumulating the mean probability and the mean entropy
 so memory stays O(batch) instead of O(T x N x C x H x W); its scores equal
 :func:`~alseg_monai.selection.scores.bald_score` of the stacked samples.
+
+Distributed (``torchrun``): each rank scores a contiguous share of the rows with its own
+dropout stream (:func:`~alseg_monai.utils.rank_seed`) and every rank returns all scores
+in row order. The Monte Carlo samples therefore depend on the number of ranks.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .inference import class_probabilities, eval_mode, iterate_batches, seeded
+from ..utils import gather_rows, rank_seed
+from .inference import class_probabilities, eval_mode, iterate_batches, seeded, shard_rows
 from .scores import entropy_map
 
 __all__ = ["DROPOUT_LAYERS", "mc_dropout_bald", "mc_dropout_mode"]
@@ -70,7 +75,8 @@ def mc_dropout_bald(
         num_samples: T stochastic passes (paper: 40).
         batch_size: slices per pass.
         device: where to run.
-        seed: seeds the dropout masks (the global torch RNG is left as it was).
+        seed: seeds the dropout masks (the global torch RNG is left as it was; per rank
+            when distributed).
 
     Returns:
         (len(rows),) float64 mean over pixels of H[mean_t p_t] - mean_t H[p_t].
@@ -82,9 +88,10 @@ def mc_dropout_bald(
         raise ConfigError(f"num_samples: expected an integer >= 2 MC-dropout passes, got {num_samples!r}")
     device = torch.device(device)
     model = model.to(device)
-    out = np.empty(len(images) if rows is None else len(rows), dtype=np.float64)
-    with seeded(seed, device), mc_dropout_mode(model):
-        for positions, x in iterate_batches(images, rows, batch_size, device):
+    share, local_rows = shard_rows(images, rows)
+    out = np.empty(len(share), dtype=np.float64)
+    with seeded(rank_seed(seed), device), mc_dropout_mode(model):
+        for positions, x in iterate_batches(images, local_rows, batch_size, device):
             mean_probs, mean_entropy = None, None
             for _ in range(num_samples):
                 probs = class_probabilities(model, x).double()
@@ -93,4 +100,4 @@ def mc_dropout_bald(
                 mean_entropy = entropy if mean_entropy is None else mean_entropy + entropy
             information = entropy_map(mean_probs / num_samples, 1) - mean_entropy / num_samples
             out[positions] = information.flatten(1).mean(1).cpu().numpy()
-    return out
+    return gather_rows(out, share, len(images) if rows is None else len(rows))

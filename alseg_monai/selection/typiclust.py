@@ -33,12 +33,16 @@ def kmeans_labels(features: np.ndarray, num_clusters: int, iterations: int = 25,
     import faiss
 
     features = np.ascontiguousarray(features, dtype=np.float32)
+    clustering = faiss.Clustering(features.shape[1], int(num_clusters))
+    clustering.niter, clustering.seed, clustering.verbose = int(iterations), int(seed), False
     # min_points_per_centroid=1 only silences faiss's warning on small pools.
-    kmeans = faiss.Kmeans(
-        features.shape[1], num_clusters, niter=iterations, seed=seed, verbose=False, min_points_per_centroid=1
-    )
-    kmeans.train(features)
-    _, labels = kmeans.index.search(features, 1)
+    clustering.min_points_per_centroid = 1
+    centroids = faiss.IndexFlatL2(features.shape[1])
+    # faiss.Kmeans.train would read the centroids back through a SWIG std::vector
+    # proxy, which SimpleITK's SWIG module hijacks once both are imported (faiss
+    # issue 3689); the trained index holds the centroids, so ask it directly.
+    clustering.train(features, centroids)
+    _, labels = centroids.search(features, 1)
     return labels[:, 0].astype(np.int64)
 
 

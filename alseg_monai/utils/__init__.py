@@ -1,7 +1,28 @@
-"""Shared utilities: atomic file writes and seeding."""
+"""Shared utilities: atomic file writes, seeding and data-parallel (torch.distributed) helpers."""
 
 from __future__ import annotations
 
+from .distributed import (
+    all_reduce_sum,
+    barrier,
+    broadcast_module,
+    broadcast_object,
+    ddp_wrap,
+    destroy_distributed,
+    gather_rows,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+    local_device,
+    local_rank,
+    main_process_first,
+    main_process_only,
+    rank,
+    rank_seed,
+    shard_indices,
+    unwrap_model,
+    world_size,
+)
 from .io import (
     atomic_write,
     atomic_write_bytes,
@@ -15,14 +36,33 @@ from .io import (
 from .seed import derive_seed, set_determinism
 
 __all__ = [
+    "all_reduce_sum",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "barrier",
+    "broadcast_module",
+    "broadcast_object",
     "clean_stale_temp_files",
+    "ddp_wrap",
     "derive_seed",
+    "destroy_distributed",
+    "gather_rows",
+    "init_distributed",
+    "is_distributed",
+    "is_main_process",
+    "local_device",
+    "local_rank",
+    "main_process_first",
+    "main_process_only",
+    "rank",
+    "rank_seed",
     "read_json",
     "save_npy_atomic",
     "set_determinism",
+    "shard_indices",
     "torch_save_atomic",
+    "unwrap_model",
+    "world_size",
 ]

@@ -16,6 +16,8 @@ from alseg_monai.selection import available_strategies
 
 AL = ["active_learning.json", "data/phantom.json", "smoke.json"]
 STRATEGIES = sorted(available_strategies())
+# variance_ratio needs an ensemble; the workflows below reuse the run, so they repeat it.
+RUN_SETTINGS = {"segmentation#models_per_round": 2}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +28,7 @@ def phantom_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def all_strategies_run(phantom_root, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("runs") / "all"
-    result = run_bundle(AL, tiny_overrides(phantom_root, output, strategies=STRATEGIES,
-                                          **{"segmentation#models_per_round": 2}))
+    result = run_bundle(AL, tiny_overrides(phantom_root, output, strategies=STRATEGIES, **RUN_SETTINGS))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return output
 
@@ -35,7 +36,7 @@ def all_strategies_run(phantom_root, tmp_path_factory) -> Path:
 def test_metadata_verifies_offline():
     result = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
-         "--filepath", str(CONFIGS / "meta_schema.json")], capture_output=True, text=True, timeout=120)
+         "--filepath", str(CONFIGS / "meta_schema.json")], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "verified with no error" in result.stdout + result.stderr
 
@@ -67,14 +68,15 @@ def test_report_files(all_strategies_run):
 @pytest.mark.slow
 def test_train_evaluate_inference_workflows(all_strategies_run, phantom_root, tmp_path):
     selection = all_strategies_run / "random/repeat_0/round_1/selection.json"
-    train = run_bundle(AL + ["train.json"], tiny_overrides(phantom_root, all_strategies_run, labeled_list=str(selection)))
+    train = run_bundle(AL + ["train.json"], tiny_overrides(phantom_root, all_strategies_run, labeled_list=str(selection),
+                                                            **RUN_SETTINGS))
     assert train.returncode == 0, train.stderr[-3000:]
     metrics = json.loads((all_strategies_run / "manual/metrics.json").read_text())
     assert metrics["labelled"] == len(json.loads(selection.read_text())["labelled"])
 
     round_dir = all_strategies_run / "random/repeat_0/round_1"
     evaluate = run_bundle(AL + ["evaluate.json"], tiny_overrides(phantom_root, all_strategies_run,
-                                                                 checkpoint=str(round_dir)))
+                                                                 checkpoint=str(round_dir), **RUN_SETTINGS))
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
     evaluation = json.loads((round_dir / "evaluation.json").read_text())
     recorded = json.loads((round_dir / "metrics.json").read_text())
@@ -83,7 +85,7 @@ def test_train_evaluate_inference_workflows(all_strategies_run, phantom_root, tm
     image = next(phantom_root.glob("patient001/patient001_frame01.nii.gz"))
     infer = run_bundle(AL + ["inference.json"], tiny_overrides(
         phantom_root, all_strategies_run, checkpoint=str(round_dir), **{"inference#input": repr([str(image)]),
-                                                                        "inference#output_dir": str(tmp_path)}))
+                                                                        "inference#output_dir": str(tmp_path), **RUN_SETTINGS}))
     assert infer.returncode == 0, infer.stderr[-3000:]
     import nibabel as nib
 

@@ -112,7 +112,7 @@ def test_killed_at_every_stage_resumes_to_identical_results(reference, phantom_r
         assert code == -signal.SIGKILL, f"the run was not killed during {stage} (exit {code})"
         check_every_file_is_whole(output)
     (output / ".metrics.json.12345.tmp").write_text('{"half": ')  # what a crash mid-write leaves
-    final = subprocess.run(command, capture_output=True, text=True, cwd=BUNDLE, timeout=600)
+    final = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace", cwd=BUNDLE, timeout=600)
     assert final.returncode == 0, final.stderr[-3000:]
     assert not list(output.rglob(".*.tmp")), "stale temporary files were not cleaned"
     assert results(output) == results(reference)

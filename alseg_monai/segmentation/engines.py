@@ -1,0 +1,238 @@
+"""Engine factories of a segmentation round: a MONAI ``SupervisedTrainer`` and a
+``SupervisedEvaluator`` that scores whole validation volumes (paper Section 3.2.2).
+
+- :func:`create_trainer`: SGD (lr 0.01, momentum 0.9, weight decay 1e-4) with poly
+  decay (power 0.9) per iteration, for exactly ``iterations`` iterations (the data
+  loader restarts as often as needed). The iteration is MONAI's default for full
+  masks and :class:`DMPLSIteration` for a :class:`~.losses.DMPLSLoss`.
+- :func:`create_evaluator`: one iteration per volume: predict it (slice by slice for
+  2D networks), resize to its stored size, 3D Dice per class; the key metric
+  ``val_mean_dice`` is the mean over classes, then volumes.
+
+On CUDA both use mixed precision and channels-last images; on CPU neither.
+
+Distributed (``torchrun``): the trainer's network is a ``DistributedDataParallel``
+wrapper and its loader draws from a ``DistributedSampler`` (reshuffled at every data
+pass); the evaluator scores a contiguous share of the volumes on each rank with rank 0's
+model, and ignite's ``Average`` sums over ranks, so every rank sees the same
+``val_mean_dice``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from ignite.metrics import Average
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.engines.utils import IterationEvents, PrepareBatch
+from monai.utils import CommonKeys as Keys
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from ..errors import ConfigError, DataError
+from ..evaluation.dice import mean_over_classes, volume_dice
+from ..utils import shard_indices, unwrap_model, world_size
+from .handlers import VAL_METRIC, BroadcastModelHandler, ReshuffleHandler, poly_lr_handler
+from .inference import predict
+from .losses import DMPLSLoss
+
+__all__ = [
+    "DMPLSIteration",
+    "SegmentationPrepareBatch",
+    "VolumeValidationIteration",
+    "create_evaluator",
+    "create_trainer",
+]
+
+
+class SegmentationPrepareBatch(PrepareBatch):
+    """Take ``image`` and the target ``label_key`` (``label`` or ``scribble``) of a batch
+    to the device; channels-last for 2D batches on CUDA.
+
+    Raises:
+        DataError: a batch without ``image`` or ``label_key``.
+    """
+
+    def __init__(self, label_key: str = "label", image_key: str = "image") -> None:
+        self.label_key, self.image_key = label_key, image_key
+
+    def __call__(self, batchdata: dict, device: str | torch.device | None = None, non_blocking: bool = False,
+                 **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [k for k in (self.image_key, self.label_key) if k not in batchdata]
+        if missing:
+            raise DataError(f"training batch: missing keys {missing} (has {sorted(batchdata)})")
+        image = torch.as_tensor(batchdata[self.image_key]).to(device=device, non_blocking=non_blocking, **kwargs)
+        target = torch.as_tensor(batchdata[self.label_key]).to(device=device, non_blocking=non_blocking, **kwargs)
+        if image.ndim == 4 and image.device.type == "cuda":
+            image = image.contiguous(memory_format=torch.channels_last)
+        return image, target
+
+
+class DMPLSIteration:
+    """``iteration_update`` of a SupervisedTrainer for the DMPLS dual-branch network.
+
+    One forward pass gives (main, aux) logits; :meth:`DMPLSLoss.components` gives the
+    loss and its terms. The output dict holds ``pred`` (main logits only, like a
+    single-branch network) and ``loss``, ``pce``, ``pseudo_dice``, ``beta`` for logging.
+    """
+
+    def __call__(self, engine: SupervisedTrainer, batchdata: dict) -> dict:
+        if not isinstance(engine.loss_function, DMPLSLoss):
+            raise ConfigError("DMPLSIteration: the trainer's loss_function must be a DMPLSLoss, "
+                              f"got {type(engine.loss_function).__name__}")
+        inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking,
+                                               **engine.to_kwargs)
+        engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        amp = engine.scaler is not None
+        with torch.autocast("cuda", **engine.amp_kwargs) if amp else contextlib.nullcontext():
+            pred = engine.network(inputs)
+            if not isinstance(pred, (tuple, list)) or len(pred) != 2:
+                raise ConfigError("DMPLSIteration: the network must return (main, aux) logits in train mode "
+                                  f"(a DualBranchUNet), got {type(pred).__name__}")
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            terms = engine.loss_function.components(pred[0], pred[1], targets)
+        engine.state.output.update({Keys.PRED: pred[0], **terms})
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        loss = terms["loss"]
+        if amp:
+            engine.scaler.scale(loss).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.scaler.step(engine.optimizer)
+            engine.scaler.update()
+        else:
+            loss.backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.optimizer.step()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+
+class VolumeValidationIteration:
+    """``iteration_update`` of the validator: score one whole volume.
+
+    The batch is one ``VolumeDataset`` item (``image`` (C, S, S, D), ``spatial_shape``,
+    ``label_original`` (H, W, D), ``id``). Output: ``dice`` (mean over classes),
+    ``scores`` (K - 1,) and ``id``.
+    """
+
+    def __init__(self, num_classes: int, convention: str = "paper", batch_size: int = 32) -> None:
+        self.num_classes, self.convention, self.batch_size = num_classes, convention, batch_size
+
+    def __call__(self, engine: SupervisedEvaluator, item: dict) -> dict:
+        missing = [k for k in ("image", "spatial_shape", "label_original") if k not in item]
+        if missing:
+            raise DataError(f"validation volume {item.get('id', '?')}: missing keys {missing}")
+        pred = predict(engine.network, item["image"], item["spatial_shape"], batch_size=self.batch_size)
+        scores = volume_dice(pred, item["label_original"], self.num_classes, convention=self.convention)
+        engine.state.output = {"dice": float(mean_over_classes(scores)), "scores": scores, "id": item.get("id")}
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+
+def _keep_item(item: Any) -> Any:
+    # Volumes differ in depth and carry strings and affines: pass each through whole.
+    return item
+
+
+def create_trainer(
+    network: nn.Module,
+    train_loader: DataLoader,
+    loss_function: nn.Module,
+    iterations: int,
+    device: str | torch.device = "cpu",
+    label_key: str = "label",
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    poly_power: float = 0.9,
+    handlers: Sequence = (),
+) -> SupervisedTrainer:
+    """A SupervisedTrainer running ``iterations`` SGD iterations with poly decay.
+
+    Args:
+        network: the network (already on ``device``); in a distributed run wrapped with
+            :func:`~alseg_monai.utils.ddp_wrap`.
+        train_loader: batches of ``{"image", label_key}``; a ``DistributedSampler`` in it
+            gets a :class:`~.handlers.ReshuffleHandler`.
+        loss_function: :class:`~.losses.SupervisedSegLoss`, or :class:`~.losses.DMPLSLoss`
+            (then the iteration is :class:`DMPLSIteration`).
+        iterations: total iterations (one epoch of that length).
+        device: where to train; mixed precision when it is CUDA.
+        label_key: the target key of the batches.
+        lr, momentum, weight_decay: SGD settings (paper 0.01, 0.9, 1e-4).
+        poly_power: exponent of the poly decay (paper 0.9).
+        handlers: further handlers to attach.
+
+    Raises:
+        ConfigError: non-positive iterations or learning rate.
+    """
+    if int(iterations) < 1:
+        raise ConfigError(f"iterations: expected a positive number, got {iterations}")
+    if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
+        raise ConfigError(f"optimiser: expected lr > 0, momentum in [0, 1), weight_decay >= 0; "
+                          f"got {lr}, {momentum}, {weight_decay}")
+    device = torch.device(device)
+    optimizer = torch.optim.SGD(network.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if isinstance(train_loader.sampler, DistributedSampler):
+        handlers = [ReshuffleHandler(train_loader.sampler), *handlers]
+    return SupervisedTrainer(
+        device=device, max_epochs=1, epoch_length=int(iterations), train_data_loader=train_loader,
+        network=network, optimizer=optimizer, loss_function=loss_function,
+        prepare_batch=SegmentationPrepareBatch(label_key),
+        iteration_update=DMPLSIteration() if isinstance(loss_function, DMPLSLoss) else None,
+        train_handlers=[poly_lr_handler(optimizer, int(iterations), poly_power), *handlers],
+        amp=device.type == "cuda", decollate=False, optim_set_to_none=True,
+    )
+
+
+def create_evaluator(
+    network: nn.Module,
+    val_dataset: Sequence[dict],
+    num_classes: int,
+    device: str | torch.device = "cpu",
+    convention: str = "paper",
+    batch_size: int = 32,
+    handlers: Sequence = (),
+) -> SupervisedEvaluator:
+    """A SupervisedEvaluator whose key metric ``val_mean_dice`` is the mean 3D Dice over volumes.
+
+    Args:
+        network: the network being trained (evaluated in eval mode, then restored; a
+            ``DistributedDataParallel`` wrapper is looked through).
+        val_dataset: ``VolumeDataset``-like items, one volume each. Distributed: each rank
+            scores a contiguous share (every volume when there are fewer volumes than
+            ranks, which leaves the mean unchanged), after a
+            :class:`~.handlers.BroadcastModelHandler` gave it rank 0's model.
+        num_classes: K, background included.
+        device: the network's device.
+        convention: empty-class convention of :func:`~alseg_monai.evaluation.volume_dice`
+            ("paper" never gives NaN, so the metric is always comparable).
+        batch_size: slices per forward pass.
+        handlers: further handlers to attach.
+
+    Raises:
+        DataError: an empty validation set.
+    """
+    if len(val_dataset) == 0:
+        raise DataError("val_dataset: no validation volume; the best model cannot be chosen")
+    network = unwrap_model(network)
+    loader = DataLoader(_validation_share(val_dataset), batch_size=None, shuffle=False, collate_fn=_keep_item)
+    return SupervisedEvaluator(
+        device=torch.device(device), val_data_loader=loader, network=network,
+        iteration_update=VolumeValidationIteration(num_classes, convention, batch_size),
+        key_val_metric={VAL_METRIC: Average(output_transform=lambda out: out["dice"])},
+        val_handlers=[BroadcastModelHandler(network), *handlers], decollate=False,
+    )
+
+
+def _validation_share(val_dataset: Sequence[dict]) -> Sequence[dict]:
+    # ignite cannot run an engine on an empty loader: with fewer volumes than ranks every
+    # rank scores them all, and Average's sum and count both grow by the world size.
+    if world_size() == 1 or len(val_dataset) < world_size():
+        return val_dataset
+    return Subset(val_dataset, shard_indices(len(val_dataset)).tolist())
