@@ -219,6 +219,8 @@ def main() -> None:
     parser.add_argument("--iterations-scribble", type=int, default=1500)
     parser.add_argument("--batch-full", type=int, default=12)
     parser.add_argument("--batch-scribble", type=int, default=6)
+    parser.add_argument("--labels", choices=("both", "full", "scribble"), default="both",
+                        help="which quality rows to run (scribbles first: the slower and riskier one)")
     parser.add_argument("--num-models", type=int, default=1)
     parser.add_argument("--throughput-batch", type=int, default=12)
     parser.add_argument("--throughput-iterations", type=int, default=5)
@@ -238,10 +240,12 @@ def main() -> None:
         throughput = run_throughput(data, args.throughput_batch, args.throughput_iterations,
                                     args.throughput_blocks, args.seed)
     if args.part in ("all", "quality"):
-        quality.append(run_quality(data, "full", args.iterations_full, args.batch_full, args.num_models,
-                                   args.seed, workdir))
-        quality.append(run_quality(data, "scribble", args.iterations_scribble, args.batch_scribble,
-                                   args.num_models, args.seed, workdir))
+        if args.labels in ("both", "scribble"):
+            quality.append(run_quality(data, "scribble", args.iterations_scribble, args.batch_scribble,
+                                       args.num_models, args.seed, workdir))
+        if args.labels in ("both", "full"):
+            quality.append(run_quality(data, "full", args.iterations_full, args.batch_full, args.num_models,
+                                       args.seed, workdir))
     markdown = report(args, data, quality, throughput)
     print(markdown)
     if not args.no_write:

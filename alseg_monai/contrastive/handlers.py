@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from ignite.engine import Engine, Events
-from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.data.utils import set_rnd
 from torch.utils.data import DataLoader
 
-from ..utils import derive_seed, main_process_only, torch_save_atomic
+from ..utils import AtomicDiskSaver, derive_seed
 
 __all__ = ["AtomicDiskSaver", "AugmentationSeedHandler", "SetEpochHandler", "latest_checkpoint"]
 
@@ -62,26 +60,6 @@ class AugmentationSeedHandler:
         if self.loader.generator is not None:
             self.loader.generator.manual_seed(derive_seed(self.seed, "loader", epoch))
         set_rnd(self.loader.dataset, derive_seed(self.seed, "augmentation", epoch))
-
-
-class AtomicDiskSaver(BaseSaveHandler):
-    """ignite checkpoint save handler writing through :func:`alseg_monai.utils.torch_save_atomic`.
-
-    A checkpoint file is either complete or absent, even if the process is killed
-    while saving. ignite's ``Checkpoint`` calls its handler on every rank; this one
-    writes and removes files on rank 0 only.
-    """
-
-    def __init__(self, dirname: str | os.PathLike) -> None:
-        self.dirname = Path(dirname)
-
-    @main_process_only
-    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
-        torch_save_atomic(checkpoint, self.dirname / filename)
-
-    @main_process_only
-    def remove(self, filename: str) -> None:
-        (self.dirname / filename).unlink(missing_ok=True)
 
 
 def latest_checkpoint(dirname: str | os.PathLike, prefix: str = "checkpoint") -> Path | None:

@@ -31,6 +31,10 @@ __all__ = ["SliceCache", "SliceDataset", "VolumeDataset", "DEFAULT_INTENSITY"]
 
 logger = logging.getLogger(__name__)
 
+# Part of every persistent cache key: bump when preprocessing changes its output, so
+# caches written by an older version are rebuilt rather than reused.
+_PREPROCESSING_VERSION = 2
+
 # Per-kind intensity normalisation (REFERENCE.md "Datasets").
 DEFAULT_INTENSITY: dict[str, tuple[str, dict]] = {
     "acdc": ("percentile", {"percentile": 99.0}),
@@ -109,7 +113,7 @@ class SliceCache:
             for source in [sources] if isinstance(sources, str) else sources:
                 stat = os.stat(source)
                 stamps.append((str(source), stat.st_size, stat.st_mtime_ns))
-        payload = json.dumps([record, stamps, self._settings], sort_keys=True, default=str)
+        payload = json.dumps([_PREPROCESSING_VERSION, record, stamps, self._settings], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
     def _load(self, record: dict, transform: list) -> dict[str, Any]:

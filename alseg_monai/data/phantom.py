@@ -73,7 +73,7 @@ PHANTOM_MANIFEST = "phantom.json"
 _GENERATOR = "alseg_monai.data.make_phantom"
 PHANTOM_GROUPS = ("NOR", "MINF", "DCM", "HCM", "RV")
 # Bump when the generator's output changes, so cached phantoms are regenerated.
-_GENERATOR_VERSION = 1
+_GENERATOR_VERSION = 2
 _ED_FRAME = 1
 _NUM_CLASSES = 4
 _IGNORE_INDEX = 4

@@ -133,7 +133,9 @@ class ResizeSlicesd(MapTransform):
         self.label_keys = set(label_keys)
         size = (self.image_size, self.image_size, -1)
         self._resize_image = Resize(size, mode="trilinear", align_corners=False)
-        self._resize_label = Resize(size, mode="nearest")
+        # "nearest-exact" samples pixel centres as the bilinear image resize does;
+        # torch's "nearest" would shift labels by up to half a pixel against the image.
+        self._resize_label = Resize(size, mode="nearest-exact")
 
     def __call__(self, data: Mapping[Hashable, np.ndarray]) -> dict:
         out = dict(data)

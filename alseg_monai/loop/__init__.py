@@ -5,6 +5,7 @@ from __future__ import annotations
 from .budgets import DAVIS_BUDGETS, DEFAULT_BUDGETS, PRETRAINED_BUDGETS, check_budgets, round_sizes
 from .config import check_bundle_overrides, check_keys
 from .experiment import ActiveLearningExperiment, AnnotationPending, StrategySpec
+from .models import load_round_models
 from .oracle import HumanOracle, SimulatedOracle
 from .report import class_names, write_run_report
 from .state import RoundPaths, RunPaths, check_settings
@@ -27,6 +28,7 @@ __all__ = [
     "check_settings",
     "class_names",
     "evaluate_checkpoint",
+    "load_round_models",
     "read_labeled_list",
     "round_sizes",
     "segment_volumes",

@@ -151,7 +151,7 @@ class ActiveLearningExperiment:
             "budgets": check_budgets(budgets), "label_kind": label_kind, "unit": unit, "repeats": int(repeats),
             "seed": int(seed), "encoder": dict(encoder or {}), "segmentation": dict(segmentation or {}),
             "evaluation": dict(evaluation or {}), "scribble_cost": float(scribble_cost), "oracle": oracle,
-            "synthesize_scribbles": bool(synthesize_scribbles),
+            "synthesize_scribbles": _check_bool("synthesize_scribbles", synthesize_scribbles),
         })
         _check_choice("label_kind", label_kind, LABEL_KINDS)
         _check_choice("unit", unit, UNITS)
@@ -166,8 +166,8 @@ class ActiveLearningExperiment:
         self.device = torch.device(device)
         self.num_workers = int(num_workers)
         self.cache_dir = self.paths.root / "cache" if cache_dir is None else (Path(cache_dir) if cache_dir else None)
-        self.progress = progress
-        self.write_report = report
+        self.progress = _check_bool("progress", progress)
+        self.write_report = _check_bool("report", report)
         self._prepared = False
         self._embeddings: np.ndarray | None = None
 
@@ -543,6 +543,14 @@ def _encoder_kwargs(settings: Mapping) -> dict:
 def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ConfigError(f"{key}={value!r}; expected one of {list(choices)}")
+
+
+def _check_bool(key: str, value: Any) -> bool:
+    # The bundle CLI (fire) passes `--progress false` as the string "false", which
+    # bool() would read as True.
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{key}={value!r}; expected a JSON boolean, true or false (not a string)")
+    return bool(value)
 
 
 def _jsonable(value: Any) -> Any:

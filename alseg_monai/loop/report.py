@@ -54,8 +54,7 @@ def write_run_report(experiment: ActiveLearningExperiment, rows: Sequence[dict])
             f"Mean over {repeats} repeat(s) of the test Dice of each round's best-on-validation model; "
             f"± is 2 bootstrap standard errors over test {unit}s (paper appendix D; shown when there are "
             "several test volumes).",
-            f"Label kind: {experiment.settings['label_kind']}; Dice convention: "
-            f"{evaluation.get('convention', 'paper')}.",
+            f"Labels: {_label_kinds(experiment)}; Dice convention: {evaluation.get('convention', 'paper')}.",
         ],
     )
     plot_curves(rows, paths.curves)
@@ -63,6 +62,14 @@ def write_run_report(experiment: ActiveLearningExperiment, rows: Sequence[dict])
     _overlay_plot(experiment)
     print(f"\nResults ({paths.results_md}):\n\n{table}", flush=True)
     return table
+
+
+def _label_kinds(experiment: ActiveLearningExperiment) -> str:
+    """'full masks' when every line of the table used them, else each line's kind and unit."""
+    kinds = {(spec.label_kind, spec.unit) for spec in experiment.specs}
+    if kinds == {("full", "slice")}:
+        return "full masks on slices"
+    return ", ".join(f"{spec.name}: {spec.label_kind} ({spec.unit}s)" for spec in experiment.specs)
 
 
 def _embedding_plot(experiment: ActiveLearningExperiment) -> None:

@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from ..data import DEFAULT_INTENSITY, SliceCache, natural_key
 from ..data.readers.common import check_same_shape, volume_record
 from ..errors import ConfigError, DataError
+from ..utils import is_main_process
 from ..utils.io import atomic_write_json, read_json
 from .models import load_model
 from .state import RoundPaths
@@ -91,7 +94,8 @@ def evaluate_checkpoint(experiment: ActiveLearningExperiment, checkpoint: str | 
     result = {"checkpoint": str(paths.root), "dice": evaluation.mean_dice,
               "dice_per_class": [float(v) for v in evaluation.per_class],
               "dice_per_volume": [float(v) for v in evaluation.per_volume], "volumes": list(evaluation.ids)}
-    atomic_write_json(paths.root / "evaluation.json", result)
+    if is_main_process():  # under torchrun every rank holds the gathered result
+        atomic_write_json(paths.root / "evaluation.json", result)
     logger.info("test mean Dice of %s: %.4f", paths.root, evaluation.mean_dice)
     return result
 
@@ -168,8 +172,6 @@ def segment_volumes(
     written = []
     for record in records:
         entry = cache.volume(record["id"])
-        import torch
-
         prediction = predict(model, torch.as_tensor(entry["image"]), tuple(int(s) for s in entry["spatial_shape"]))
         target = Path(output_dir) / f"{record['id']}_seg.nii.gz"
         save_prediction_nifti(prediction, entry["affine"], target)

@@ -28,13 +28,12 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, ProgressBar
-from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.engines import Evaluator
 from monai.handlers import LrScheduleHandler, StatsHandler, TensorBoardStatsHandler, ValidationHandler
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ..utils import barrier, broadcast_module, is_main_process, main_process_only, torch_save_atomic
+from ..utils import AtomicDiskSaver, barrier, broadcast_module
 
 __all__ = [
     "AtomicDiskSaver",
@@ -49,25 +48,6 @@ __all__ = [
 ]
 
 VAL_METRIC = "val_mean_dice"
-
-
-class AtomicDiskSaver(BaseSaveHandler):
-    """ignite save handler writing checkpoints with :func:`alseg_monai.utils.torch_save_atomic`,
-    so a crash never leaves a half-written checkpoint under the final name. ignite's
-    ``Checkpoint`` calls it on every rank; it writes and removes files on rank 0 only."""
-
-    def __init__(self, dirname: str | os.PathLike) -> None:
-        self.dirname = Path(dirname)
-        if is_main_process():
-            self.dirname.mkdir(parents=True, exist_ok=True)
-
-    @main_process_only
-    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
-        torch_save_atomic(checkpoint, self.dirname / filename)
-
-    @main_process_only
-    def remove(self, filename: str) -> None:
-        (self.dirname / filename).unlink(missing_ok=True)
 
 
 class IterationValidationHandler(ValidationHandler):

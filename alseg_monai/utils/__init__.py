@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .checkpoint import AtomicDiskSaver
 from .distributed import (
     all_reduce_sum,
     barrier,
@@ -36,6 +37,7 @@ from .io import (
 from .seed import derive_seed, set_determinism
 
 __all__ = [
+    "AtomicDiskSaver",
     "all_reduce_sum",
     "atomic_write",
     "atomic_write_bytes",

@@ -4,7 +4,6 @@ exception, raised before any training, with a message naming the file or key."""
 
 from __future__ import annotations
 
-import gzip
 import logging
 import shutil
 from pathlib import Path
@@ -123,6 +122,12 @@ def test_encoder_batch_not_divisible_by_group_size(dataset, tmp_path):
 def test_unknown_strategy_lists_known(dataset, tmp_path):
     both(dataset, tmp_path, ConfigError, "unknown strategy 'corset'.*coreset", {"strategies": ["corset"]},
          {"strategies": ["corset"]})
+
+
+def test_boolean_given_as_a_string(dataset, tmp_path):
+    # `--progress false` on the command line arrives as the string "false".
+    both(dataset, tmp_path, ConfigError, "progress='false'; expected a JSON boolean", {"progress": "false"},
+         {"progress": "false"})
 
 
 def test_misspelt_config_key_named(dataset, tmp_path):
