@@ -46,7 +46,7 @@ def resolve_patient_list(index: DatasetIndex, spec: str | Sequence[str], name: s
         path = Path(spec)
         if not path.is_file():
             raise ConfigError(f"split list {name!r}: file {path} not found")
-        items = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        items = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         items = [str(item) for item in spec]
     patients = index.patients

@@ -50,7 +50,7 @@ def test_each_strategy_through_the_bundle(all_strategies_run, strategy):
     labelled: list[str] = []
     for round_index in (0, 1):
         selection = json.loads((all_strategies_run / strategy / "repeat_0" / f"round_{round_index}" /
-                                "selection.json").read_text())
+                                "selection.json").read_text(encoding="utf-8"))
         assert len(set(selection["added"])) == len(selection["added"])
         assert not set(selection["added"]) & set(labelled)
         labelled = selection["labelled"]
@@ -61,7 +61,7 @@ def test_each_strategy_through_the_bundle(all_strategies_run, strategy):
 def test_report_files(all_strategies_run):
     for name in ("results.csv", "results.md", "curves.png", "embeddings.png", "overlay.png"):
         assert (all_strategies_run / name).stat().st_size > 0, name
-    table = (all_strategies_run / "results.md").read_text()
+    table = (all_strategies_run / "results.md").read_text(encoding="utf-8")
     assert all(f"| {s} |" in table for s in STRATEGIES)
 
 
@@ -71,15 +71,15 @@ def test_train_evaluate_inference_workflows(all_strategies_run, phantom_root, tm
     train = run_bundle(AL + ["train.json"], tiny_overrides(phantom_root, all_strategies_run, labeled_list=str(selection),
                                                             **RUN_SETTINGS))
     assert train.returncode == 0, train.stderr[-3000:]
-    metrics = json.loads((all_strategies_run / "manual/metrics.json").read_text())
-    assert metrics["labelled"] == len(json.loads(selection.read_text())["labelled"])
+    metrics = json.loads((all_strategies_run / "manual/metrics.json").read_text(encoding="utf-8"))
+    assert metrics["labelled"] == len(json.loads(selection.read_text(encoding="utf-8"))["labelled"])
 
     round_dir = all_strategies_run / "random/repeat_0/round_1"
     evaluate = run_bundle(AL + ["evaluate.json"], tiny_overrides(phantom_root, all_strategies_run,
                                                                  checkpoint=str(round_dir), **RUN_SETTINGS))
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-    evaluation = json.loads((round_dir / "evaluation.json").read_text())
-    recorded = json.loads((round_dir / "metrics.json").read_text())
+    evaluation = json.loads((round_dir / "evaluation.json").read_text(encoding="utf-8"))
+    recorded = json.loads((round_dir / "metrics.json").read_text(encoding="utf-8"))
     assert evaluation["dice"] == pytest.approx(recorded["dice"])
 
     image = next(phantom_root.glob("patient001/patient001_frame01.nii.gz"))

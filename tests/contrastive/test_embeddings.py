@@ -46,7 +46,7 @@ def test_save_load_round_trip(tmp_path, setup):
     features = embed(encoder, dataset, progress=False)
     ids = [r["id"] for r in records]
     save_embeddings(tmp_path, ids, features)
-    assert json.loads((tmp_path / EMBEDDING_IDS_FILE).read_text()) == ids
+    assert json.loads((tmp_path / EMBEDDING_IDS_FILE).read_text(encoding="utf-8")) == ids
     loaded_ids, loaded = load_embeddings(tmp_path)
     assert loaded_ids == ids and loaded.dtype == np.float32 and np.array_equal(loaded, features)
     assert not list(tmp_path.glob(".*.tmp"))

@@ -32,7 +32,7 @@ def phantom(tmp_path_factory) -> Path:
 
 
 def read_info(folder: Path) -> dict[str, str]:
-    lines = (folder / "Info.cfg").read_text().splitlines()
+    lines = (folder / "Info.cfg").read_text(encoding="utf-8").splitlines()
     matches = [INFO_LINE.match(line) for line in lines]
     assert all(matches), f"Info.cfg lines not in ACDC 'Key: value' form: {lines}"
     return {m.group(1): m.group(2) for m in matches}
@@ -171,7 +171,7 @@ def test_refuses_a_foreign_folder_unless_overwrite(tmp_path):
     assert (tmp_path / "patient001" / "Info.cfg").is_file()
     # Replacing that phantom later removes only the folders it wrote.
     make_phantom(tmp_path, 2, image_size=32, progress=False)
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert (tmp_path / "patient150").is_dir() and (tmp_path / "patient002" / "Info.cfg").is_file()
 
 

@@ -162,7 +162,7 @@ def test_empty_lists(tmp_path):
 
 
 def test_bad_items(datalist):
-    data = json.loads(datalist.read_text())
+    data = json.loads(datalist.read_text(encoding="utf-8"))
     data["validation"].append({"label": "labelsTr/case_3.nii.gz"})
     write_json(datalist, data)
     with pytest.raises(DataError, match=r"dataset.json: validation\[1\] has no 'image'"):
@@ -178,7 +178,7 @@ def test_bad_items(datalist):
 
 
 def test_duplicate_volume_id(datalist):
-    data = json.loads(datalist.read_text())
+    data = json.loads(datalist.read_text(encoding="utf-8"))
     data["test"].append({"image": "imagesTs/../imagesTr/case_3.nii.gz"})
     write_json(datalist, data)
     with pytest.raises(DataError, match=r"test\[2\] and validation\[0\] both have an image named case_3"):
@@ -186,7 +186,7 @@ def test_duplicate_volume_id(datalist):
 
 
 def test_patient_in_two_lists(datalist):
-    data = json.loads(datalist.read_text())
+    data = json.loads(datalist.read_text(encoding="utf-8"))
     data["test"][1] = {"image": "imagesTs/case_8.mha", "patient": "p2"}
     write_json(datalist, data)
     with pytest.raises(DataError, match=r"patient p2 \(test\[1\]\) is also in 'training'"):

@@ -42,4 +42,4 @@ def write_script(folder: Path, name: str, body: str) -> Path:
 
 def rank_writes(log_dir: Path, rank: int) -> list[list[str]]:
     """The ``[event, path]`` writes the audit hook recorded for ``rank``."""
-    return json.loads((log_dir / f"writes_rank{rank}.json").read_text())
+    return json.loads((log_dir / f"writes_rank{rank}.json").read_text(encoding="utf-8"))

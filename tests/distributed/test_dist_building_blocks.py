@@ -151,7 +151,7 @@ def launch(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(launch) -> list[dict]:
-    return [json.loads((launch / f"result_{rank}.json").read_text()) for rank in (0, 1)]
+    return [json.loads((launch / f"result_{rank}.json").read_text(encoding="utf-8")) for rank in (0, 1)]
 
 
 def test_collectives_reassemble_rows_in_record_order(results):

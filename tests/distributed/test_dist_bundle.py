@@ -40,7 +40,7 @@ def launch(tmp_path_factory) -> Path:
     overrides = tiny_overrides(root / "work/phantom", root / "work/run")
     command = bundle_command(CONFIGS, overrides)[1:]  # "-m monai.bundle run ..." for torchrun
     result = torchrun(command, env=env, cwd=BUNDLE, timeout=600)
-    (root / "stdout.txt").write_text(result.stdout + result.stderr)
+    (root / "stdout.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
     return root
 
 
@@ -50,7 +50,7 @@ def test_bundle_run_on_two_ranks_completes(launch):
     assert [(r["strategy"], float(r["budget"])) for r in rows] == [
         (s, b) for s in ("gcl_coreset", "random") for b in (0.1, 0.2)]
     for strategy in ("gcl_coreset", "random"):
-        first, second = (json.loads((launch / f"work/run/{strategy}/repeat_0/round_{k}/selection.json").read_text())
+        first, second = (json.loads((launch / f"work/run/{strategy}/repeat_0/round_{k}/selection.json").read_text(encoding="utf-8"))
                          for k in (0, 1))
         assert set(first["labelled"]) < set(second["labelled"])
 

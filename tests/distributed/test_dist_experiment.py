@@ -89,11 +89,11 @@ def launch(phantom, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(launch) -> list[dict]:
-    return [json.loads((launch / f"result_{rank}.json").read_text()) for rank in (0, 1)]
+    return [json.loads((launch / f"result_{rank}.json").read_text(encoding="utf-8")) for rank in (0, 1)]
 
 
 def selection(run: Path, strategy: str, round_index: int) -> dict:
-    return json.loads((run / strategy / "repeat_0" / f"round_{round_index}" / "selection.json").read_text())
+    return json.loads((run / strategy / "repeat_0" / f"round_{round_index}" / "selection.json").read_text(encoding="utf-8"))
 
 
 def test_ranks_select_the_same_slices_and_record_the_same_rounds(launch, results):
@@ -150,8 +150,8 @@ def test_two_rank_picks_equal_single_process_picks_given_the_same_embeddings(lau
     for round_index in (0, 1):
         assert selection(single, "gcl_coreset", round_index) == selection(launch / "run", "gcl_coreset", round_index)
     # The sharded test evaluation of the two-rank run equals one process scoring its kept model.
-    metrics = json.loads((launch / "run/gcl_coreset/repeat_0/round_1/metrics.json").read_text())
-    training = json.loads((launch / "run/gcl_coreset/repeat_0/round_1/training.json").read_text())
+    metrics = json.loads((launch / "run/gcl_coreset/repeat_0/round_1/metrics.json").read_text(encoding="utf-8"))
+    training = json.loads((launch / "run/gcl_coreset/repeat_0/round_1/training.json").read_text(encoding="utf-8"))
     model = load_model(launch / "run/gcl_coreset/repeat_0/round_1/models/best_model.pt", training["network_spec"])
     assert experiment.evaluate_model(model, None).mean_dice == pytest.approx(metrics["dice"], abs=1e-9)
     assert len(rows) == 2

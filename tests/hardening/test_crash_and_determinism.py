@@ -53,11 +53,11 @@ def results(output: Path) -> list[dict]:
 
 
 def selections(output: Path) -> dict[str, list[str]]:
-    return {str(p.relative_to(output)): json.loads(p.read_text())["labelled"] for p in output.rglob("selection.json")}
+    return {str(p.relative_to(output)): json.loads(p.read_text(encoding="utf-8"))["labelled"] for p in output.rglob("selection.json")}
 
 
 def round_metrics(output: Path) -> dict[str, dict]:
-    return {str(p.relative_to(output)): {k: v for k, v in json.loads(p.read_text()).items() if k not in VOLATILE}
+    return {str(p.relative_to(output)): {k: v for k, v in json.loads(p.read_text(encoding="utf-8")).items() if k not in VOLATILE}
             for p in output.rglob("metrics.json")}
 
 
@@ -69,7 +69,7 @@ def check_every_file_is_whole(output: Path) -> None:
         if not path.is_file() or path.name.startswith("."):
             continue
         if path.suffix == ".json":
-            json.loads(path.read_text())
+            json.loads(path.read_text(encoding="utf-8"))
         elif path.suffix == ".csv":
             list(csv.reader(path.open()))
         elif path.suffix == ".npy":

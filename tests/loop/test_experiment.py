@@ -52,7 +52,7 @@ def test_run_writes_rounds_and_report_and_rerun_is_a_noop(phantom, tmp_path):
     exp = experiment(phantom, tmp_path / "run")
     rows = exp.run()
     assert [(r["strategy"], r["budget"]) for r in rows] == [("random", 0.1), ("random", 0.2)]
-    first, second = (json.loads((tmp_path / "run/random/repeat_0" / f"round_{k}/selection.json").read_text())
+    first, second = (json.loads((tmp_path / "run/random/repeat_0" / f"round_{k}/selection.json").read_text(encoding="utf-8"))
                      for k in (0, 1))
     pool = len(exp.pool)
     assert len(first["labelled"]) == int(pool * 0.1) and len(second["labelled"]) == int(pool * 0.2)
@@ -84,7 +84,7 @@ def test_human_annotation_round_trip(phantom, tmp_path):
     round_dir = out / "random/repeat_0/round_0"
     with open(round_dir / "annotation_request/request.csv") as handle:
         request = list(csv.DictReader(handle))
-    selection = json.loads((round_dir / "selection.json").read_text())
+    selection = json.loads((round_dir / "selection.json").read_text(encoding="utf-8"))
     assert sorted(r["id"] for r in request) == sorted(selection["added"])
     volumes = sorted({r["volume"] for r in request})
     marker = nib.load(str(round_dir / "annotation_request" / f"{volumes[0]}_to_annotate.nii.gz")).get_fdata()
@@ -111,7 +111,7 @@ def test_volume_unit_counts_slices(phantom, tmp_path):
     exp = experiment(phantom, tmp_path / "run", strategies=[{"name": "volumes", "strategy": "random", "unit": "volume"}],
                      budgets=[0.2])
     rows = exp.run()
-    selection = json.loads((tmp_path / "run/volumes/repeat_0/round_0/selection.json").read_text())
+    selection = json.loads((tmp_path / "run/volumes/repeat_0/round_0/selection.json").read_text(encoding="utf-8"))
     volumes = {exp.records[i]["volume"] for i in selection["labelled"]}
     whole = [s["id"] for s in exp.pool if s["volume"] in volumes]
     assert sorted(whole) == sorted(selection["labelled"])  # whole volumes only

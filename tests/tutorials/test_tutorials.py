@@ -82,7 +82,7 @@ def test_committed_without_outputs_and_settings_first(name):
 
 
 def test_readme_lists_every_notebook():
-    readme = (TUTORIALS / "README.md").read_text()
+    readme = (TUTORIALS / "README.md").read_text(encoding="utf-8")
     assert sorted(p.stem for p in TUTORIALS.glob("*.ipynb")) == NOTEBOOKS
     assert all(f"{name}.ipynb" in readme for name in NOTEBOOKS)
 
@@ -107,7 +107,7 @@ def test_02_acdc(kernel_environment, tmp_path):
     work = tmp_path / "02_acdc"
     assert sorted(p.name for p in (work / "ACDC" / "testing").iterdir()) == ["patient101", "patient102"]
     assert not list((work / "ACDC").rglob("*_scribble.nii.gz")), "scribbles belong in their own folder"
-    splits = json.loads((work / "run" / "splits.json").read_text())
+    splits = json.loads((work / "run" / "splits.json").read_text(encoding="utf-8"))
     assert splits == {"train": [f"patient00{k}" for k in range(1, 5)], "val": ["patient081", "patient082"],
                       "test": ["patient101", "patient102"]}, "the bundle must use the paper's layout split"
     assert {r["strategy"] for r in read_rows(work / "run" / "results.csv")} == {"gcl_coreset", "random"}
