@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import locale
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+
+@contextlib.contextmanager
+def locale_kept() -> Iterator[None]:
+    """Around SimpleITK DICOM writes: GDCM's writer leaves the process in the "C"
+    locale, which turns every later open() without an encoding in the test session
+    into ASCII (and the first "±" into a UnicodeError far from the cause)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:

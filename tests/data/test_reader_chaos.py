@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from layouts import locale_kept
+
 from alseg_monai import DataError
 from alseg_monai.data import SliceCache, SliceDataset, VolumeDataset, read_dataset, split_dataset
 
@@ -33,7 +35,8 @@ def write_dicom_series(folder: Path, hu: np.ndarray, spacing=(0.7, 0.7, 3.0)) ->
             image.SetMetaData(tag, value)
         path = folder / f"i{z:04d},0000b.dcm"
         writer.SetFileName(str(path))
-        writer.Execute(image)
+        with locale_kept():
+            writer.Execute(image)
         paths.append(path)
     return paths
 

@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from bad_input_helpers import bundle_error
+from layouts import locale_kept
 
 from alseg_monai import ConfigError, DataError
 from alseg_monai.data import make_phantom
@@ -195,7 +196,8 @@ def test_chaos_mask_count_differs_from_dicom_slices(tmp_path):
         image = volume[:, :, z]
         image.SetMetaData("0020|0013", str(z + 1))
         writer.SetFileName(str(patient / "DICOM_anon" / f"i{z:04d}.dcm"))
-        writer.Execute(image)
+        with locale_kept():
+            writer.Execute(image)
     for z in range(2):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(patient / "Ground" / f"liver_GT_{z:03d}.png")
     both(tmp_path / "CHAOS", tmp_path, DataError, r"Ground: 2 PNG masks for 3 DICOM slices", {"kind": "chaos"}, {"dataset_kind": "chaos"})
