@@ -445,6 +445,7 @@ class ActiveLearningExperiment:
         scale = settings.pop("iterations_scale", 60000)
         minimum = settings.pop("min_iterations", 200)
         num_models = settings.pop("models_per_round", 5)
+        settings.setdefault("tensorboard", True)  # TensorBoard logs per round unless switched off
         iterations = iterations_for(fraction, scale, minimum)
         if paths.training.is_file():
             summary = read_json(paths.training)

@@ -114,6 +114,15 @@ class RunPaths:
 
 # Settings a resumed run may change without invalidating finished steps.
 _FREE_SETTINGS = {"output_dir", "device", "num_workers", "progress", "strategies", "report", "annotation_wait"}
+# The same inside a section: logging switches that leave every result unchanged.
+_FREE_SUBSETTINGS = {"segmentation": {"tensorboard"}}
+
+
+def _comparable(key: str, value: Any) -> Any:
+    free = _FREE_SUBSETTINGS.get(key)
+    if free and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in free}
+    return value
 
 
 def check_settings(path: Path, settings: dict[str, Any]) -> None:
@@ -124,7 +133,8 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
         recorded = read_json(path)
         changed = sorted(
             key for key in set(recorded) | set(settings)
-            if key not in _FREE_SETTINGS and recorded.get(key) != settings.get(key)
+            if key not in _FREE_SETTINGS
+            and _comparable(key, recorded.get(key)) != _comparable(key, settings.get(key))
         )
         if changed:
             raise ConfigError(

@@ -62,6 +62,8 @@ def test_run_writes_rounds_and_report_and_rerun_is_a_noop(phantom, tmp_path):
     with open(tmp_path / "run/results.csv") as handle:
         table = list(csv.DictReader(handle))
     assert {"strategy", "budget", "repeat", "dice", "cost", "dice_RV", "dice_Myo", "dice_LV"} <= set(table[0])
+    for k in (0, 1):  # TensorBoard logs per round
+        assert list((tmp_path / "run/random/repeat_0" / f"round_{k}/models").glob("model_0/tensorboard/events.*"))
     again = experiment(phantom, tmp_path / "run").run()
     assert again == rows
 
@@ -70,6 +72,12 @@ def test_changed_settings_refuse_to_resume(phantom, tmp_path):
     experiment(phantom, tmp_path / "run", budgets=[0.1]).prepare()
     with pytest.raises(ConfigError, match="image_size"):
         experiment(phantom, tmp_path / "run", budgets=[0.1], image_size=48).prepare()
+    # Logging switches do not affect results: a resumed run may change them.
+    experiment(phantom, tmp_path / "run", budgets=[0.1], progress=True,
+               segmentation={**TINY_SEGMENTATION, "tensorboard": False}).prepare()
+    with pytest.raises(ConfigError, match="segmentation"):
+        experiment(phantom, tmp_path / "run", budgets=[0.1],
+                   segmentation={**TINY_SEGMENTATION, "iterations_scale": 7}).prepare()
 
 
 def test_unknown_strategy_lists_known(phantom, tmp_path):
