@@ -197,14 +197,18 @@ def _scribble_slice(labels: np.ndarray, out: np.ndarray, num_classes: int, rng: 
         if region.any():
             out[_foreground_stroke(region, erosion, width, length_fraction, rng)] = cls
     background = labels == 0
-    if background_strokes and background.any():
-        band = _background_band(labels, background_margin, background_band)
-        gap = 2 * background_margin
+    if not background.any():
+        return
+    # Distance of each background pixel to the foreground (None: no foreground at all).
+    distance = None if background.all() else ndimage.distance_transform_edt(background)
+    gap = 2 * background_margin
+    if background_strokes:
+        band = _background_band(background, distance, background_margin, background_band)
         for stroke in _background_strokes(band, background_strokes, gap, width, length_fraction, rng):
             out[stroke] = 0
-    if outer_strokes and background.any() and not background.all():
-        outer = ndimage.distance_transform_edt(background) > background_margin + background_band
-        for stroke in _background_strokes(outer, outer_strokes, 2 * background_margin, width, length_fraction, rng):
+    if outer_strokes and distance is not None:
+        outer = distance > background_margin + background_band
+        for stroke in _background_strokes(outer, outer_strokes, gap, width, length_fraction, rng):
             out[stroke] = 0
 
 
@@ -226,12 +230,11 @@ def _foreground_stroke(region: np.ndarray, erosion: int, width: int, length_frac
     return stroke
 
 
-def _background_band(labels: np.ndarray, margin: int, band: int | None) -> np.ndarray:
+def _background_band(background: np.ndarray, distance: np.ndarray | None, margin: int,
+                     band: int | None) -> np.ndarray:
     """Background pixels at distance ``[margin, margin + band]`` from the foreground (or the farthest ones)."""
-    background = labels == 0
-    if background.all():
+    if distance is None:
         return background
-    distance = ndimage.distance_transform_edt(background)
     allowed = distance >= margin
     if band is not None:
         allowed &= distance <= margin + band
