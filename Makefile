@@ -15,7 +15,7 @@ endif
 
 STAMP := $(dir $(PY)).alseg_monai.installed
 
-.PHONY: setup demo test
+.PHONY: setup demo study test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,21 @@ $(STAMP): setup.cfg setup.py | $(PY)
 setup: $(STAMP)
 
 BUNDLE := bundles/slice_active_learning
-DEMO_CONFIGS := ['$(BUNDLE)/configs/active_learning.json','$(BUNDLE)/configs/data/phantom.json','$(BUNDLE)/configs/demo.json']
+# The study's data config: phantom (cardiac cine MR) or abdomen_phantom (abdominal CT);
+# any other data config of configs/data works the same way. STUDY=options_study compares
+# the K-Center options (geometry, first centre, embedding) instead of the strategies.
+DATA ?= phantom
+STUDY ?= study
+RUN_BUNDLE = $(PY) -m monai.bundle run --bundle_root $(BUNDLE) \
+	--meta_file $(BUNDLE)/configs/metadata.json --logging_file $(BUNDLE)/configs/logging.conf --config_file
+configs = "[$(foreach c,active_learning.json $(1),'$(BUNDLE)/configs/$(c)',)]"
 
 demo: setup
-	$(PY) -m monai.bundle run --bundle_root $(BUNDLE) --config_file "$(DEMO_CONFIGS)" \
-		--meta_file $(BUNDLE)/configs/metadata.json --logging_file $(BUNDLE)/configs/logging.conf
+	$(RUN_BUNDLE) $(call configs,data/phantom.json cpu.json demo.json)
+
+# Strategies judged over repeats: study.md and study.png in runs/<STUDY>_<DATA> (configs/<STUDY>.json).
+study: setup
+	$(RUN_BUNDLE) $(call configs,data/$(DATA).json cpu.json $(STUDY).json) --output_dir $(BUNDLE)/runs/$(STUDY)_$(DATA)
 
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that
 # matches nothing): report it instead of failing the run.

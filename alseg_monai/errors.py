@@ -7,7 +7,7 @@ problem, and what was expected.
 
 from __future__ import annotations
 
-__all__ = ["AlsegError", "DataError", "ConfigError", "ResourceError"]
+__all__ = ["AlsegError", "DataError", "ConfigError", "ResourceError", "find_alseg_error"]
 
 
 class AlsegError(Exception):
@@ -24,3 +24,20 @@ class ConfigError(AlsegError, ValueError):
 
 class ResourceError(AlsegError, MemoryError):
     """A requested setting cannot fit in the available memory (checked before allocating)."""
+
+
+def find_alseg_error(err: BaseException | None) -> AlsegError | None:
+    """The first :class:`AlsegError` in ``err`` and its chain of causes, or None.
+
+    MONAI re-raises what a bundle expression or a ``Compose`` transform raised as a
+    ``RuntimeError`` ``from`` it, so the user's error is a ``__cause__`` down the chain.
+    Only causes are followed, not ``__context__``: an AlsegError that was being handled
+    when another exception occurred is not what stopped the run.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, AlsegError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__
+    return None

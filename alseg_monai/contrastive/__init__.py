@@ -8,7 +8,15 @@ slice embeddings Coreset selects with.
 from __future__ import annotations
 
 from .augment import RandAffine2Dd, RandErasingd, RandGaussianBlurd, RandResizedCropd, TwoViewsd, paper_augmentation
-from .embeddings import EMBEDDING_IDS_FILE, EMBEDDINGS_FILE, embed, load_embeddings, save_embeddings
+from .embeddings import (
+    EMBEDDING_IDS_FILE,
+    EMBEDDINGS_FILE,
+    PROJECTIONS_FILE,
+    embed,
+    load_embeddings,
+    project,
+    save_embeddings,
+)
 from .groups import ROLE_ORDER, batch_group_ids, encode_ids
 from .handlers import AtomicDiskSaver, AugmentationSeedHandler, SetEpochHandler, latest_checkpoint
 from .loss import GroupNTXentLoss, group_masks
@@ -29,6 +37,7 @@ __all__ = [
     "AugmentationSeedHandler",
     "ContrastiveObjective",
     "EMBEDDINGS_FILE",
+    "PROJECTIONS_FILE",
     "EMBEDDING_IDS_FILE",
     "ENCODER_FILE",
     "GROUPINGS",
@@ -53,6 +62,7 @@ __all__ = [
     "latest_checkpoint",
     "load_embeddings",
     "paper_augmentation",
+    "project",
     "paper_batch_size",
     "resume_from_checkpoint",
     "save_embeddings",

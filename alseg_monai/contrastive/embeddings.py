@@ -2,7 +2,9 @@
 
 The embedding of a slice is the encoder's pooled backbone feature (512-d for
 ResNet-18), not the projection (paper Sec. 3.2.1). On disk: ``embeddings.npy``
-(float32, (N, F)) and ``embedding_ids.json`` (the N slice ids, row order).
+(float32, (N, F)) and ``embedding_ids.json`` (the N slice ids, row order), and, for
+strategies that measure in the space the contrastive loss compares, ``projections.npy``
+(float32, (N, P)): the projection head applied to those features.
 """
 
 from __future__ import annotations
@@ -28,11 +30,21 @@ from ..utils import (
     shard_indices,
 )
 from .networks import SimCLREncoder
+from .trainer import ENCODER_FILE
 
-__all__ = ["EMBEDDINGS_FILE", "EMBEDDING_IDS_FILE", "embed", "load_embeddings", "save_embeddings"]
+__all__ = [
+    "EMBEDDINGS_FILE",
+    "EMBEDDING_IDS_FILE",
+    "PROJECTIONS_FILE",
+    "embed",
+    "load_embeddings",
+    "project",
+    "save_embeddings",
+]
 
 EMBEDDINGS_FILE = "embeddings.npy"
 EMBEDDING_IDS_FILE = "embedding_ids.json"
+PROJECTIONS_FILE = "projections.npy"
 
 
 def _stack_images(items: Sequence[Mapping], key: str) -> torch.Tensor:
@@ -139,3 +151,35 @@ def load_embeddings(output_dir: str | os.PathLike) -> tuple[list[str], np.ndarra
             f"{path}: embeddings of shape {features.shape} do not match the {len(ids)} ids of {output_dir / EMBEDDING_IDS_FILE}"
         )
     return ids, features
+
+
+def project(output_dir: str | os.PathLike, features: np.ndarray, encoder: SimCLREncoder | None = None) -> np.ndarray:
+    """The projection head's outputs (N, P) float32 for the (N, F) ``features`` of the
+    encoder saved in ``output_dir``, cached there as ``projections.npy``.
+
+    The head is taken from ``encoder`` when given, else from ``output_dir/encoder.pt``.
+
+    Raises:
+        DataError: the cached projections or the encoder file do not fit ``features``.
+    """
+    output_dir = Path(output_dir)
+    path = output_dir / PROJECTIONS_FILE
+    if path.is_file():
+        projections = np.load(path, allow_pickle=False)
+        if projections.ndim != 2 or projections.shape[0] != len(features):
+            raise DataError(f"{path}: projections of shape {projections.shape} for {len(features)} embeddings")
+        return projections
+    if encoder is None:
+        state = torch.load(output_dir / ENCODER_FILE, map_location="cpu", weights_only=True)
+        head = [state.get(f"projection.{i}.weight") for i in (0, 2)]
+        if any(w is None for w in head) or head[0].shape[1] != features.shape[1]:
+            raise DataError(f"{output_dir / ENCODER_FILE}: no projection head for {features.shape[1]}-d features")
+        hidden, out = head
+    else:
+        hidden, out = (encoder.projection[i].weight.detach().cpu() for i in (0, 2))
+    with torch.inference_mode():
+        x = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
+        projections = torch.relu(x @ hidden.float().T) @ out.float().T
+    projections = projections.numpy().astype(np.float32, copy=False)
+    main_process_only(save_npy_atomic)(path, projections)
+    return projections

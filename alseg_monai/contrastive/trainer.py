@@ -249,6 +249,7 @@ def train_encoder(
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     amp: bool | None = None,
+    feature_dim: int = 512,
     resume: bool = True,
     progress: bool = True,
     log_every: int = 10,
@@ -277,8 +278,8 @@ def train_encoder(
         groupings: the sampler's groupings, see :class:`GroupBatchSampler`.
         objective: the loss; default :class:`ContrastiveObjective` (the paper's ACDC weights).
         augmentation: one view's augmentation; default :func:`paper_augmentation`.
-        encoder: the network; default ``SimCLREncoder(in_channels=<channels of dataset[0]>)``,
-            initialised from ``seed``.
+        encoder: the network; default ``SimCLREncoder(in_channels=<channels of dataset[0]>,
+            feature_dim)``, initialised from ``seed``.
         lr: Adam learning rate (3e-4).
         weight_decay: Adam weight decay (1e-6).
         seed: seeds the encoder initialisation, the sampler and the augmentation (per rank
@@ -286,6 +287,8 @@ def train_encoder(
         device: torch device; CUDA turns on AMP and channels-last.
         num_workers: loader worker processes.
         amp: mixed precision; default: on for CUDA.
+        feature_dim: width of the default encoder's features (512: the paper's ResNet-18;
+            a smaller multiple of 8 narrows every layer, for CPU runs).
         resume: continue from the latest checkpoint in ``output_dir`` when there is one.
         progress: show a progress bar.
         log_every: log the loss terms every this many iterations.
@@ -319,7 +322,7 @@ def train_encoder(
             f"({world_size()} process(es)); use a smaller batch_size or fewer processes"
         )
     if encoder is None:
-        encoder = _seeded_encoder(dataset, seed)
+        encoder = _seeded_encoder(dataset, seed, feature_dim)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr, weight_decay=weight_decay)
     augmentation_seed = rank_seed(seed)
     loader = build_contrastive_loader(dataset, sampler, augmentation, num_workers=num_workers, seed=augmentation_seed)
@@ -346,12 +349,12 @@ def train_encoder(
     return encoder
 
 
-def _seeded_encoder(dataset: Dataset, seed: int) -> SimCLREncoder:
+def _seeded_encoder(dataset: Dataset, seed: int, feature_dim: int = 512) -> SimCLREncoder:
     first = dataset[0]
     if "image" not in first or torch.as_tensor(first["image"]).ndim != 3:
         raise DataError("train_encoder: dataset items must hold an 'image' of shape (C, H, W)")
     # A forked RNG keeps the caller's global torch stream untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "encoder"))
-        return SimCLREncoder(in_channels=int(torch.as_tensor(first["image"]).shape[0]))
+        return SimCLREncoder(in_channels=int(torch.as_tensor(first["image"]).shape[0]), feature_dim=int(feature_dim))
 

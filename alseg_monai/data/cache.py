@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import AlsegError, DataError
+from ..errors import DataError, find_alseg_error
 from ..utils.io import atomic_write_bytes
 from .records import DatasetIndex
 from .transforms import volume_preprocessing
@@ -111,8 +111,11 @@ class SliceCache:
         for key in ("image", "label", "scribble"):
             sources = record.get(key) or []
             for source in [sources] if isinstance(sources, str) else sources:
-                stat = os.stat(source)
-                stamps.append((str(source), stat.st_size, stat.st_mtime_ns))
+                # a DICOM series folder: its files, so that a changed slice is seen
+                files = sorted(Path(source).iterdir()) if Path(source).is_dir() else [source]
+                for name in files:
+                    stat = os.stat(name)
+                    stamps.append((str(name), stat.st_size, stat.st_mtime_ns))
         payload = json.dumps([_PREPROCESSING_VERSION, record, stamps, self._settings], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
@@ -135,7 +138,7 @@ class SliceCache:
         try:
             data = transform[0](dict(record))
         except RuntimeError as err:  # MONAI's Compose wraps errors: surface the user-facing one
-            raise _user_error(err) or err
+            raise find_alseg_error(err) or err
 
         entry = {k: np.ascontiguousarray(data[k]) for k in _ARRAY_KEYS if k in data}
         entry["affine"] = np.asarray(data["affine"], dtype=np.float64)
@@ -180,15 +183,6 @@ class SliceCache:
 
     def __len__(self) -> int:
         return len(self._volumes)
-
-
-def _user_error(err: BaseException) -> AlsegError | None:
-    """The first AlsegError in ``err``'s chain of causes, if any."""
-    while err is not None:
-        if isinstance(err, AlsegError):
-            return err
-        err = err.__cause__
-    return None
 
 
 class SliceDataset(Dataset):

@@ -40,23 +40,20 @@ slice spacing in the affine.
 
 from __future__ import annotations
 
-import gzip
 import logging
-import re
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ..utils import atomic_write_bytes, atomic_write_json, atomic_write_text, derive_seed, read_json
+from ..utils import atomic_write_text, derive_seed
 from .scribbles import scribble_from_mask
+from .synthetic import MANIFEST, GeneratedDataset, centred_affine, ellipse_distance, paint, write_nifti
 
 __all__ = [
     "PHANTOM_GROUPS",
@@ -69,17 +66,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PHANTOM_MANIFEST = "phantom.json"
-_GENERATOR = "alseg_monai.data.make_phantom"
+PHANTOM_MANIFEST = MANIFEST
 PHANTOM_GROUPS = ("NOR", "MINF", "DCM", "HCM", "RV")
-# Bump when the generator's output changes, so cached phantoms are regenerated.
-_GENERATOR_VERSION = 2
+# Bump the version when the generator's output changes, so cached phantoms are regenerated.
+_DATASET = GeneratedDataset("alseg_monai.data.make_phantom", version=3)
 _ED_FRAME = 1
 _NUM_CLASSES = 4
 _IGNORE_INDEX = 4
 _MIN_IMAGE_SIZE = 32
 _MIN_SLICES = 3
-_PATIENT_DIR = re.compile(r"patient\d{3,}")
 
 
 @dataclass(frozen=True)
@@ -164,31 +159,18 @@ def make_phantom(
     """
     params = _check_parameters(num_patients, image_size, seed, slices)
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"make_phantom root: {root} is a file, expected a folder")
-    manifest = _read_manifest(root)
-    if manifest is not None and _is_complete(root, manifest, params):
+    if _DATASET.is_complete(root, params, lambda name, info: _frame_files(root, name, int(info["ES"]))):
         logger.info("reusing the phantom at %s (%d patients)", root, num_patients)
         return root
-    if manifest is None and root.is_dir() and any(root.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"make_phantom root: {root} is not empty and holds no phantom ({PHANTOM_MANIFEST} missing); "
-            "choose an empty or new folder, or pass overwrite=True to write into it"
-        )
-    if manifest is not None:
-        _remove_patients(root, manifest)
     start = time.perf_counter()
-    root.mkdir(parents=True, exist_ok=True)
     names = [f"patient{number:03d}" for number in range(1, num_patients + 1)]
-    # Listed before writing, so an interrupted run's folders are known and can be replaced.
-    atomic_write_json(root / PHANTOM_MANIFEST, {**_manifest_header(params), "complete": False, "patients": names})
+    _DATASET.start(root, params, names, overwrite)
     frames = {}
     for number, name in enumerate(tqdm(names, desc="phantom", unit="patient", disable=not progress), start=1):
         spec = _sample_patient(np.random.default_rng(derive_seed(seed, "patient", number)), image_size, params["slices"])
         _write_patient(root / name, name, spec, image_size, seed)
         frames[name] = {"ES": spec.es_frame, "num_slices": spec.num_slices}
-    atomic_write_json(root / PHANTOM_MANIFEST,
-                      {**_manifest_header(params), "complete": True, "patients": names, "frames": frames})
+    _DATASET.finish(root, params, names, frames)
     logger.info("wrote a %d-patient phantom to %s in %.1f s", num_patients, root, time.perf_counter() - start)
     return root
 
@@ -292,48 +274,12 @@ def _check_parameters(num_patients, image_size, seed, slices) -> dict:
             "slices": [int(low), int(high)]}
 
 
-def _manifest_header(params: dict) -> dict:
-    return {"generator": _GENERATOR, "version": _GENERATOR_VERSION, "parameters": params}
-
-
-def _read_manifest(root: Path) -> dict | None:
-    path = root / PHANTOM_MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = read_json(path)
-    except DataError:
-        return None
-    if not isinstance(manifest, dict) or manifest.get("generator") != _GENERATOR:
-        return None
-    return manifest
-
-
 def _frame_files(root: Path, name: str, es_frame: int) -> list[Path]:
     files = [root / name / "Info.cfg"]
     for frame in (_ED_FRAME, es_frame):
         stem = f"{name}_frame{frame:02d}"
         files += [root / name / f"{stem}{suffix}.nii.gz" for suffix in ("", "_gt", "_scribble")]
     return files
-
-
-def _is_complete(root: Path, manifest: dict, params: dict) -> bool:
-    if manifest.get("version") != _GENERATOR_VERSION or manifest.get("parameters") != params:
-        return False
-    frames = manifest.get("frames")
-    if manifest.get("complete") is not True or not isinstance(frames, dict) or len(frames) != params["num_patients"]:
-        return False
-    return all(path.is_file() for name, info in frames.items() for path in _frame_files(root, name, int(info["ES"])))
-
-
-def _remove_patients(root: Path, manifest: dict) -> None:
-    """Remove the patient folders an earlier phantom listed in its manifest (and only those)."""
-    names = manifest.get("patients")
-    for name in names if isinstance(names, list) else []:
-        folder = root / str(name)
-        if _PATIENT_DIR.fullmatch(str(name)) and folder.is_dir():
-            shutil.rmtree(folder)
-    logger.info("replacing the phantom at %s (parameters %s)", root, manifest.get("parameters"))
 
 
 # --------------------------------------------------------------------------- sampling
@@ -429,25 +375,6 @@ def _sample_blobs(rng, body_cy, body_cx, body_a, body_b, lv_cx, values) -> tuple
 
 
 # --------------------------------------------------------------------------- rendering
-def _ellipse_distance(y, x, cy, cx, a, b, angle):
-    """Approximate signed distance (mm, negative inside) to ellipses, broadcast over slices.
-
-    ``y``, ``x``: (S, 1, 1) / (1, S, 1) grids; the ellipse parameters are scalars or (D,)
-    arrays. The distance is ``(f - 1) sqrt(a b)`` with ``f`` the normalised radius:
-    exact for circles, and good enough to draw a one-pixel partial-volume edge. An
-    ellipse with a zero semi-axis is absent (distance +inf), not a dot.
-    """
-    cy, cx, a, b, angle = (np.asarray(v, dtype=np.float32) for v in (cy, cx, a, b, angle))
-    present = np.minimum(a, b) > 0
-    a, b = np.where(present, a, np.float32(1)), np.where(present, b, np.float32(1))
-    dy, dx = y - cy, x - cx
-    cos, sin = np.cos(angle), np.sin(angle)
-    u = dx * cos + dy * sin
-    v = dy * cos - dx * sin
-    distance = (np.sqrt((u / a) ** 2 + (v / b) ** 2) - np.float32(1)) * np.sqrt(a * b)
-    return np.where(present, distance, np.float32(np.inf))
-
-
 def _heart(spec: _Patient, phase: str, t: np.ndarray) -> dict[str, np.ndarray]:
     """Per-slice heart geometry (each value (D,), mm) of one phase at slice positions ``t`` in [0, 1]."""
     taper = np.sqrt(np.clip(1.0 - (1.0 - spec.apex_scale**2) * t**spec.taper_power, 0.0, 1.0))
@@ -499,12 +426,12 @@ def _paint_body(image: np.ndarray, spec: _Patient, y, x, t: np.ndarray) -> None:
     along = (t - 0.5).astype(np.float32)
     cy, cx = cy + spec.body_drift[0] * along, cx + spec.body_drift[1] * along
     a, b = a * (1.0 + spec.body_taper * along), b * (1.0 + spec.body_taper * along)
-    _paint(image, _ellipse_distance(y, x, cy, cx, a, b, angle), spec.values["fat"], pixel)
-    inner = _ellipse_distance(y, x, cy, cx, a - spec.fat_thickness, b - spec.fat_thickness, angle)
-    _paint(image, inner, spec.values["tissue"], pixel)
+    paint(image, ellipse_distance(y, x, cy, cx, a, b, angle), spec.values["fat"], pixel)
+    inner = ellipse_distance(y, x, cy, cx, a - spec.fat_thickness, b - spec.fat_thickness, angle)
+    paint(image, inner, spec.values["tissue"], pixel)
     for bcy, bcx, ba, bb, bangle, value, zc, zext in spec.blobs:
         profile = np.sqrt(np.clip(1.0 - ((t - zc) / zext) ** 2, 0.0, 1.0)).astype(np.float32)
-        _paint(image, _ellipse_distance(y, x, bcy, bcx, ba * profile, bb * profile, bangle), value, pixel)
+        paint(image, ellipse_distance(y, x, bcy, bcx, ba * profile, bb * profile, bangle), value, pixel)
 
 
 def _paint_heart(image: np.ndarray, spec: _Patient, phase: str, y, x, t: np.ndarray) -> np.ndarray:
@@ -512,15 +439,15 @@ def _paint_heart(image: np.ndarray, spec: _Patient, phase: str, y, x, t: np.ndar
     pixel, values = spec.spacing[0], spec.values
     heart = _heart(spec, phase, t)
     h = {key: value.astype(np.float32) for key, value in heart.items()}
-    epi_d = _ellipse_distance(y, x, h["cy"], h["cx"], h["epi"], h["epi"] * spec.lv_ratio, spec.lv_angle)
-    endo_d = _ellipse_distance(y, x, h["cy"], h["cx"], h["endo"], h["endo"] * spec.lv_ratio, spec.lv_angle)
-    rv_d = _ellipse_distance(y, x, h["rv_cy"], h["rv_cx"], h["rv_a"], h["rv_b"], spec.rv_angle)
-    _paint(image, np.minimum(epi_d, rv_d) - np.float32(spec.epicardial_fat), values["epi_fat"], pixel)
-    _paint(image, rv_d - np.float32(2.5), values["myo"], pixel)  # thin RV free wall, unlabelled as in ACDC
-    _paint(image, rv_d, values["rv_blood"], pixel)
-    _paint(image, epi_d, values["myo"], pixel)
-    _paint(image, endo_d, values["blood"], pixel)
-    _paint(image, _papillary_distance(y, x, heart, spec), values["myo"], pixel)
+    epi_d = ellipse_distance(y, x, h["cy"], h["cx"], h["epi"], h["epi"] * spec.lv_ratio, spec.lv_angle)
+    endo_d = ellipse_distance(y, x, h["cy"], h["cx"], h["endo"], h["endo"] * spec.lv_ratio, spec.lv_angle)
+    rv_d = ellipse_distance(y, x, h["rv_cy"], h["rv_cx"], h["rv_a"], h["rv_b"], spec.rv_angle)
+    paint(image, np.minimum(epi_d, rv_d) - np.float32(spec.epicardial_fat), values["epi_fat"], pixel)
+    paint(image, rv_d - np.float32(2.5), values["myo"], pixel)  # thin RV free wall, unlabelled as in ACDC
+    paint(image, rv_d, values["rv_blood"], pixel)
+    paint(image, epi_d, values["myo"], pixel)
+    paint(image, endo_d, values["blood"], pixel)
+    paint(image, _papillary_distance(y, x, heart, spec), values["myo"], pixel)
     lv = endo_d < 0
     myo = (epi_d < 0) & ~lv
     rv = (rv_d < 0) & (epi_d >= 0)
@@ -539,15 +466,6 @@ def _acquire(image: np.ndarray, spec: _Patient, y, x, t: np.ndarray, noise_rng: 
     return np.clip(np.round(magnitude), 0, np.iinfo(np.int16).max).astype(np.int16)
 
 
-def _paint(image: np.ndarray, distance: np.ndarray, value: float, pixel: float) -> None:
-    """Blend ``value`` into ``image`` in place, weighted by the shape's pixel coverage.
-
-    The coverage ramps linearly over one pixel across the border (partial-volume edges).
-    """
-    weight = np.clip(np.float32(0.5) - distance / np.float32(pixel), 0.0, 1.0)
-    image += weight * (np.float32(value) - image)
-
-
 def _papillary_distance(y, x, heart: dict[str, np.ndarray], spec: _Patient) -> np.ndarray:
     """Two papillary muscles in the LV cavity (image only; ACDC labels them LV)."""
     distances = []
@@ -557,7 +475,7 @@ def _papillary_distance(y, x, heart: dict[str, np.ndarray], spec: _Patient) -> n
         cy = (heart["cy"] + reach * np.sin(angle)).astype(np.float32)
         cx = (heart["cx"] + reach * np.cos(angle)).astype(np.float32)
         radius = (0.18 * heart["endo"]).astype(np.float32)
-        distances.append(_ellipse_distance(y, x, cy, cx, radius, radius, 0.0))
+        distances.append(ellipse_distance(y, x, cy, cx, radius, radius, 0.0))
     return np.minimum(*distances)
 
 
@@ -582,16 +500,16 @@ def _texture(spec: _Patient, size: int, depth: int, pixel: float) -> np.ndarray:
 def _write_patient(folder: Path, name: str, spec: _Patient, image_size: int, seed: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "Info.cfg", _info_cfg(spec))
-    affine = _affine(spec.spacing, image_size)
+    affine = centred_affine(spec.spacing, image_size)
     for phase, frame in (("ED", _ED_FRAME), ("ES", spec.es_frame)):
         noise_rng = np.random.default_rng(derive_seed(seed, name, phase, "noise"))
         image, labels = _render(spec, phase, image_size, noise_rng)
         scribble = scribble_from_mask(labels, _NUM_CLASSES, ignore_index=_IGNORE_INDEX,
                                       seed=derive_seed(seed, name, phase, "scribble"))
         stem = folder / f"{name}_frame{frame:02d}"
-        _write_nifti(Path(f"{stem}.nii.gz"), image, affine)
-        _write_nifti(Path(f"{stem}_gt.nii.gz"), labels, affine)
-        _write_nifti(Path(f"{stem}_scribble.nii.gz"), scribble, affine)
+        write_nifti(Path(f"{stem}.nii.gz"), image, affine)
+        write_nifti(Path(f"{stem}_gt.nii.gz"), labels, affine)
+        write_nifti(Path(f"{stem}_scribble.nii.gz"), scribble, affine)
 
 
 def _info_cfg(spec: _Patient) -> str:
@@ -599,18 +517,3 @@ def _info_cfg(spec: _Patient) -> str:
         f"ED: {_ED_FRAME}\nES: {spec.es_frame}\nGroup: {spec.group}\nHeight: {spec.height_cm:.1f}\n"
         f"NbFrame: {spec.num_frames}\nWeight: {spec.weight_kg:.1f}\n"
     )
-
-
-def _affine(spacing: Sequence[float], image_size: int) -> np.ndarray:
-    affine = np.diag([*spacing, 1.0])
-    affine[:2, 3] = -(image_size - 1) / 2 * np.asarray(spacing[:2])
-    return affine
-
-
-def _write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
-    """Write a .nii.gz atomically; mtime 0 in the gzip header keeps the bytes reproducible."""
-    image = nib.Nifti1Image(array, affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    image.header.set_xyzt_units("mm")
-    atomic_write_bytes(path, gzip.compress(image.to_bytes(), compresslevel=1, mtime=0))

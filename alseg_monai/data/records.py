@@ -16,7 +16,22 @@ from typing import Any
 
 from ..errors import DataError
 
-__all__ = ["DatasetIndex", "make_slice_records", "natural_key", "slice_id"]
+__all__ = ["CLASS_NAMES", "DatasetIndex", "class_names", "make_slice_records", "natural_key", "slice_id"]
+
+# Foreground class names (labels 1..K-1) of each dataset kind.
+CLASS_NAMES = {
+    "acdc": ("RV", "Myo", "LV"),
+    "wsl4mis_h5": ("RV", "Myo", "LV"),
+    "mscmr": ("RV", "Myo", "LV"),
+    "chaos": ("liver",),
+    "davis": ("object",),
+}
+
+
+def class_names(kind: str, num_classes: int) -> tuple[str, ...]:
+    """Foreground class names of a dataset kind (``class_<k>`` when unknown)."""
+    names = CLASS_NAMES.get(kind)
+    return names if names and len(names) == num_classes - 1 else tuple(f"class_{k}" for k in range(1, num_classes))
 
 
 def slice_id(volume: str, z: int) -> str:
@@ -80,6 +95,8 @@ class DatasetIndex:
         subsets: patient -> subset name, where the layout defines one (e.g. ACDC
             ``training`` / ``testing`` folders, WSL4MIS split lists); empty otherwise.
         options: the reader options, kept for loading (e.g. intensity settings).
+        labels: names of the foreground classes 1..K-1 where the layout names them (a
+            datalist's ``labels``); otherwise the dataset kind's (:data:`CLASS_NAMES`).
     """
 
     kind: str
@@ -91,6 +108,7 @@ class DatasetIndex:
     ignore_index: int = 4
     subsets: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._check_unique("volume", [v["id"] for v in self.volumes])
@@ -103,6 +121,13 @@ class DatasetIndex:
                 f"{self.root}: duplicate {what} ids {duplicates[:5]}"
                 f"{' ...' if len(duplicates) > 5 else ''}; every {what} id must be unique"
             )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Names of the foreground classes 1..K-1."""
+        if len(self.labels) == self.num_classes - 1:
+            return tuple(self.labels)
+        return class_names(self.kind, self.num_classes)
 
     @property
     def patients(self) -> list[str]:
@@ -122,6 +147,7 @@ class DatasetIndex:
             ignore_index=self.ignore_index,
             subsets={p: s for p, s in self.subsets.items() if p in keep},
             options=dict(self.options),
+            labels=self.labels,
         )
 
     def summary(self) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .records import DatasetIndex
 
 __all__ = ["SPLIT_NAMES", "resolve_patient_list", "split_dataset", "split_patients"]
@@ -111,8 +111,10 @@ def split_dataset(
         lists: split name -> patient list spec.
 
     Raises:
-        ConfigError: unknown method or split name, a patient listed in two splits, or a
-            ``layout`` split on a dataset whose layout has no test folder.
+        ConfigError: unknown method or split name, a patient listed in two splits, a
+            ``layout`` split on a dataset whose layout has no test folder, or no patient
+            left for training.
+        DataError: a ``layout`` split of a datalist whose ``training`` list is empty.
     """
     patients = index.patients
     lists = dict(lists or {})
@@ -139,7 +141,10 @@ def split_dataset(
     elif method == "lists":
         missing = [n for n in ("train", "test") if n not in lists]
         if missing:
-            raise ConfigError(f"split method 'lists' needs lists for {missing}")
+            raise ConfigError(
+                f"split method 'lists' needs lists for {missing}; give them under split#lists (patient ids, "
+                "ranges such as '1-80', or a list file)"
+            )
         parts = {name: resolve_patient_list(index, lists[name], name) for name in SPLIT_NAMES if name in lists}
         parts.setdefault("val", [])
         left_out = len(patients) - len({p for ps in parts.values() for p in ps})
@@ -148,7 +153,34 @@ def split_dataset(
     else:
         raise ConfigError(f"split method {method!r} unknown; expected 'random', 'layout' or 'lists'")
     _check_disjoint(parts)
+    _check_training_patients(index, method, parts)
     return {name: index.subset(parts[name]) for name in SPLIT_NAMES}
+
+
+def _check_training_patients(index: DatasetIndex, method: str, parts: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a split with no training patient, naming where the training data should be
+    (otherwise it surfaces later as a budget of a 0-slice training pool)."""
+    if parts["train"]:
+        return
+    counts = {name: len(parts[name]) for name in ("val", "test")}
+    listed = {key: sum(1 for s in index.subsets.values() if s == key) for key in ("training", "validation", "test")}
+    if method == "layout" and index.kind == "datalist" and not listed["training"]:
+        raise DataError(
+            f"{index.root}: the datalist's 'training' list has no entries (patients listed: {listed['validation']} "
+            f"under 'validation', {listed['test']} under 'test'); add the volumes to select from "
+            "and train on under 'training': [{\"image\": ..., \"label\": ...}, ...]"
+        )
+    if method == "layout":
+        raise ConfigError(
+            f"{index.root}: split method 'layout' leaves no training patient: all {len(index.patients)} are in "
+            f"the validation ({counts['val']}) or test ({counts['test']}) folders or lists; add training "
+            "patients, or use split method 'random'"
+        )
+    raise ConfigError(
+        f"split: no training patient (method {method!r}: {counts['val']} validation, {counts['test']} test, "
+        f"{len(index.patients)} patients in the dataset); give the 'train' split patients (split#lists#train) "
+        "or a positive first fraction (split#fractions)"
+    )
 
 
 def _check_disjoint(parts: Mapping[str, Sequence[str]]) -> None:
@@ -156,5 +188,8 @@ def _check_disjoint(parts: Mapping[str, Sequence[str]]) -> None:
     for name, members in parts.items():
         for patient in members:
             if patient in seen and seen[patient] != name:
-                raise ConfigError(f"patient {patient!r} is in both the {seen[patient]!r} and {name!r} splits")
+                raise ConfigError(
+                    f"patient {patient!r} is in both the {seen[patient]!r} and {name!r} splits; remove it from one "
+                    "of the split lists"
+                )
             seen[patient] = name

@@ -6,7 +6,11 @@ failure to read becomes a :class:`~alseg_monai.errors.DataError` that names the 
 
 Formats (the ``format`` field of a volume record):
     ``nifti``        one file per image / label / scribble (NIfTI via nibabel; NRRD, MHA,
-                     MHD via SimpleITK), 2D files become one-slice volumes.
+                     MHD and single DICOM files via SimpleITK; a folder holding one DICOM
+                     series, in slice-position order), 2D files become one-slice volumes.
+                     A record's ``resample`` (``{"label": 0, "scribble": 4}``) names the
+                     keys to resample onto the image grid, nearest neighbour, and the value
+                     given outside their field of view (see :mod:`~alseg_monai.data.geometry`).
     ``h5_volume``    one HDF5 file with datasets ``image``, ``label``, ``scribble`` stored
                      ``(D, H, W)`` (the WSL4MIS convention).
     ``h5_slices``    a list of HDF5 files, one per slice, each with 2D datasets.
@@ -16,14 +20,13 @@ Formats (the ``format`` field of a volume record):
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from .geometry import Grid, resample_to_grid
 from .records import natural_key
 
 __all__ = [
@@ -33,20 +36,28 @@ __all__ = [
     "load_volume_arrays",
     "probe_image_shape",
     "read_array",
+    "read_grid",
+    "read_header",
     "read_mask_stack",
 ]
 
-_ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
-_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, RuntimeError, KeyError)
+_ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
 
 def _is_itk(path: Path) -> bool:
     return path.name.lower().endswith(_ITK_SUFFIXES)
 
 
-def probe_image_shape(path: str | Path) -> tuple[int, ...]:
-    """The stored array shape of a volume file, reading its header only."""
+def read_header(path: str | Path) -> tuple[tuple[int, ...], np.ndarray]:
+    """``(stored shape, (4, 4) RAS+ affine)`` of a volume file or DICOM series folder,
+    from its header(s) only (no voxel data is read).
+
+    Raises:
+        DataError: naming ``path`` when it is missing or its header cannot be read.
+    """
     path = Path(path)
+    if path.is_dir():
+        return _dicom_folder_header(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -56,18 +67,31 @@ def probe_image_shape(path: str | Path) -> tuple[int, ...]:
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(path))
             reader.ReadImageInformation()
-            return tuple(int(s) for s in reader.GetSize())
+            return tuple(int(s) for s in reader.GetSize()), _itk_affine(reader)
         import nibabel as nib
 
-        return tuple(int(s) for s in nib.load(str(path)).shape)
-    except _READ_ERRORS + (Exception,) as err:
+        image = nib.load(str(path))
+        return tuple(int(s) for s in image.shape), np.asarray(image.affine, dtype=np.float64)
+    except Exception as err:  # nibabel and SimpleITK raise many types on corrupt headers
         raise DataError(f"{path}: cannot read the image header ({type(err).__name__}: {err}); "
-                        "expected a NIfTI (.nii, .nii.gz), NRRD or MHA file") from err
+                        "expected a NIfTI (.nii, .nii.gz), NRRD, MHA or DICOM file") from err
+
+
+def probe_image_shape(path: str | Path) -> tuple[int, ...]:
+    """The stored array shape of a volume file, reading its header only."""
+    return read_header(path)[0]
+
+
+def read_grid(path: str | Path) -> Grid:
+    """The voxel :class:`~alseg_monai.data.geometry.Grid` of a volume file, from its header."""
+    return Grid.from_affine(*read_header(path))
 
 
 def read_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a volume file into ``(array (H, W, D) or (H, W), affine (4, 4))``."""
     path = Path(path)
+    if path.is_dir():
+        return _read_dicom_folder(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -95,7 +119,8 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _itk_affine(image) -> np.ndarray:
-    """RAS affine of a SimpleITK image (ITK uses LPS)."""
+    """RAS affine of a SimpleITK image or of an ``ImageFileReader`` after
+    ``ReadImageInformation`` (ITK uses LPS)."""
     dim = image.GetDimension()
     direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)
     spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
@@ -120,26 +145,46 @@ def _as_volume(array: np.ndarray, path: Path) -> np.ndarray:
 
 def check_label_values(array: np.ndarray, path: str | Path, num_classes: int, extra: Sequence[int] = ()) -> None:
     """Raise :class:`DataError` naming ``path`` when ``array`` holds a value outside
-    ``0 .. num_classes - 1`` (plus ``extra``, e.g. the scribble ignore value)."""
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise DataError(f"{path}: label values are not integers; expected class indices 0..{num_classes - 1}")
-    values = np.unique(array).astype(np.int64)
+    ``0 .. num_classes - 1`` (plus ``extra``, e.g. the scribble ignore value), and for NaN
+    or Inf values and fractions, each named as such."""
     allowed = set(range(num_classes)) | {int(v) for v in extra}
+    if not np.issubdtype(array.dtype, np.integer):
+        finite = np.isfinite(array)
+        if not np.all(finite):
+            raise DataError(
+                f"{path}: {int(array.size - finite.sum())} NaN or Inf voxels in a label; expected class indices "
+                f"{sorted(allowed)} (a label map holds finite integers: give those voxels a class, e.g. 0 for "
+                "background)"
+            )
+        fractional = array != np.round(array)
+        if np.any(fractional):
+            raise DataError(
+                f"{path}: label values are not integers ({int(fractional.sum())} of {array.size} voxels, e.g. "
+                f"{float(array[fractional].flat[0]):g}); expected class indices {sorted(allowed)}. A label resampled "
+                "with linear interpolation has such values: resample it with nearest neighbour"
+            )
+    values = np.unique(array).astype(np.int64)
     bad = [int(v) for v in values if int(v) not in allowed]
     if bad:
         raise DataError(
             f"{path}: label values {bad[:10]} outside the classes; expected values in "
-            f"{sorted(allowed)} (num_classes={num_classes})"
+            f"{sorted(allowed)} (num_classes={num_classes}); fix the file, or set num_classes (or the reader's "
+            "label_map) if the dataset has these classes"
         )
 
 
 def _load_nifti(record: dict) -> dict:
     image, affine = read_array(record["image"])
-    out = {"image": _as_volume(image, Path(record["image"]))[None].astype(np.float32), "affine": affine}
+    image = _as_volume(image, Path(record["image"]))
+    out = {"image": image[None].astype(np.float32), "affine": affine}
     for key in ("label", "scribble"):
         if record.get(key):
-            out[key] = _as_volume(read_array(record[key])[0], Path(record[key]))
+            array, own_affine = read_array(record[key])
+            array = _as_volume(array, Path(record[key]))
+            resample = record.get("resample") or {}
+            if key in resample:  # {key: value outside the file's field of view}, set by the reader
+                array = resample_to_grid(array, own_affine, Grid.from_affine(image.shape, affine), resample[key])
+            out[key] = array
     return out
 
 
@@ -226,6 +271,57 @@ def _read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(np.transpose(array, (2, 1, 0)).astype(np.float32)), _itk_affine(image)
 
 
+def _dicom_folder_files(folder: Path) -> list[str]:
+    """The files of the one DICOM series in ``folder``, in slice-position order (GDCM's)."""
+    import SimpleITK as sitk
+
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if len(series) != 1:
+        raise DataError(
+            f"{folder}: a folder holding {len(series)} DICOM series; expected one series per folder "
+            "(an image path may be a NIfTI / NRRD / MHA / DICOM file or a folder of one DICOM series)"
+        )
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+
+
+def _dicom_folder_header(folder: Path) -> tuple[tuple[int, ...], np.ndarray]:
+    """Shape and affine of the DICOM series in ``folder`` from the headers of its first and
+    last slices: what ITK's series reader computes from all the pixels, without them."""
+    import SimpleITK as sitk
+
+    files = _dicom_folder_files(folder)
+    headers = []
+    for name in (files[0], files[-1]):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as err:
+            raise DataError(f"{name}: cannot read the DICOM header ({err}); expected a DICOM image") from err
+        headers.append(reader)
+    first, last = headers
+    affine = _itk_affine(first)
+    if len(files) == 1:  # one file, possibly multi-frame: its own header is the grid
+        return tuple(int(s) for s in first.GetSize()), affine
+    step = np.linalg.norm(np.subtract(last.GetOrigin(), first.GetOrigin())) / (len(files) - 1)
+    affine[:3, 2] = affine[:3, 2] / np.linalg.norm(affine[:3, 2]) * step
+    return (int(first.GetSize()[0]), int(first.GetSize()[1]), len(files)), affine
+
+
+def _read_dicom_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(array (x, y, z), affine)`` of the DICOM series in ``folder``, read by ITK."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(_dicom_folder_files(folder))
+    try:
+        image = reader.Execute()
+    except RuntimeError as err:
+        raise DataError(f"{folder}: cannot read the DICOM series ({err})") from err
+    array = sitk.GetArrayFromImage(image)  # (z, y, x) -> the (x, y, z) convention of volumes
+    return np.ascontiguousarray(np.transpose(array, (2, 1, 0))), _itk_affine(image)
+
+
 def read_mask_stack(paths: Sequence[str], binarise: bool = True) -> np.ndarray:
     """Stack per-slice mask images (PNG) into ``(H, W, D)``; with ``binarise`` any
     non-zero value is foreground (1)."""
@@ -243,7 +339,9 @@ def read_mask_stack(paths: Sequence[str], binarise: bool = True) -> np.ndarray:
         masks.append(array)
     shapes = {m.shape for m in masks}
     if len(shapes) > 1:
-        raise DataError(f"{Path(paths[0]).parent}: masks of different sizes {sorted(shapes)}")
+        raise DataError(
+            f"{Path(paths[0]).parent}: masks of different sizes {sorted(shapes)}; expected one size per volume"
+        )
     # PNG rows are image rows (y) and columns x: transpose to the (x, y) convention of volumes.
     stack = np.stack([m.T for m in masks], axis=-1)
     return (stack > 0).astype(np.uint8) if binarise else stack
@@ -276,7 +374,9 @@ def _load_frames(record: dict) -> dict:
             raise DataError(f"{path}: cannot read the frame ({err})") from err
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
-        raise DataError(f"{Path(record['image'][0]).parent}: frames of different sizes {sorted(shapes)}")
+        raise DataError(
+            f"{Path(record['image'][0]).parent}: frames of different sizes {sorted(shapes)}; expected one size per video"
+        )
     # (D, y, x, 3) -> (3, x, y, D): channel first, then the (x, y) convention of volumes.
     image = np.ascontiguousarray(np.stack(frames).transpose(3, 2, 1, 0)).astype(np.float32)
     out = {"image": image, "affine": np.eye(4)}
@@ -343,7 +443,10 @@ def load_volume_arrays(record: dict, num_classes: int, ignore_index: int | None 
     if not np.all(np.isfinite(image)):
         bad = ~np.isfinite(image)
         name = _offending_slice(record, "image", bad.any(axis=0))
-        raise DataError(f"{name}: {int(bad.sum())} NaN or Inf voxels; expected finite intensities")
+        raise DataError(
+            f"{name}: {int(bad.sum())} NaN or Inf voxels; expected finite intensities (write the image with "
+            "finite values, e.g. the background intensity, there)"
+        )
     for key in ("label", "scribble"):
         if key not in arrays:
             continue

@@ -6,11 +6,13 @@ from __future__ import annotations
 # still be initialising (evaluation.volumes needs segmentation.inference).
 from .dice import CONVENTIONS, mean_over_classes, volume_dice
 from .bootstrap import bootstrap_error, bootstrap_means
+from .repeats import Interval, mean_interval, paired_difference
 from .cost import LABEL_KINDS, annotation_cost, cumulative_costs, volume_cost
 from .volumes import VolumeEvaluation, evaluate_volumes, write_dice_csv
 
 __all__ = [
     "CONVENTIONS",
+    "Interval",
     "LABEL_KINDS",
     "VolumeEvaluation",
     "annotation_cost",
@@ -18,7 +20,9 @@ __all__ = [
     "bootstrap_means",
     "cumulative_costs",
     "evaluate_volumes",
+    "mean_interval",
     "mean_over_classes",
+    "paired_difference",
     "volume_cost",
     "volume_dice",
     "write_dice_csv",

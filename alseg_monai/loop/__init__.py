@@ -7,7 +7,7 @@ from .config import check_bundle_overrides, check_keys
 from .experiment import ActiveLearningExperiment, AnnotationPending, StrategySpec
 from .models import load_round_models
 from .oracle import HumanOracle, SimulatedOracle
-from .report import class_names, write_run_report
+from .report import write_run_report
 from .state import RoundPaths, RunPaths, check_settings
 from .workflows import evaluate_checkpoint, read_labeled_list, segment_volumes, train_labeled_round
 
@@ -26,7 +26,6 @@ __all__ = [
     "check_bundle_overrides",
     "check_keys",
     "check_settings",
-    "class_names",
     "evaluate_checkpoint",
     "load_round_models",
     "read_labeled_list",

@@ -44,6 +44,7 @@ from ..utils.distributed import (
 from ..utils.io import atomic_write_json, clean_stale_temp_files, read_json
 from ..utils.seed import derive_seed
 from .budgets import DEFAULT_BUDGETS, check_budgets, round_sizes
+from .diagnostics import pick_diagnostics
 from .models import load_model, load_round_models, network_spec
 from .oracle import HumanOracle, SimulatedOracle
 from .state import RoundPaths, RunPaths, check_settings
@@ -52,6 +53,11 @@ __all__ = ["ActiveLearningExperiment", "StrategySpec"]
 
 logger = logging.getLogger(__name__)
 
+# The ablation of paper Table 4: the same encoder trained with NT-Xent alone.
+DEFAULT_ENCODER_VARIANTS = {
+    "ntxent": {"groupings": [], "batch_size": None,
+               "weights": {"ntxent": 1.0, "patient": 0.0, "volume": 0.0, "slice": 0.0}},
+}
 LABEL_KINDS = ("full", "scribble")
 UNITS = ("slice", "volume")
 ORACLES = ("simulated", "human")
@@ -99,8 +105,12 @@ class ActiveLearningExperiment:
         unit: default selection unit, ``slice`` or ``volume``.
         repeats: AL repeats; repeat ``r`` uses seed ``seed + r``.
         seed: the base seed.
-        encoder: contrastive encoder settings (``epochs``, ``batch_size``, ``groupings``,
-            ``weights`` {ntxent, patient, volume, slice}, ``temperature``, ``lr``, ``weight_decay``).
+        encoder: settings of the group-contrastive encoder ``gcl`` (``epochs``, ``batch_size``,
+            ``groupings``, ``weights`` {ntxent, patient, volume, slice}, ``temperature``, ``lr``,
+            ``weight_decay``, ``feature_dim``).
+        encoder_variants: further encoders, by name: settings merged onto ``encoder``
+            (default ``ntxent``: NT-Xent only, no groupings, for the ablation strategy
+            ``ntxent_coreset``). Only the encoders the strategies use are trained.
         segmentation: per-round training settings (``network``, ``iterations_scale``,
             ``min_iterations``, ``batch_size``, ``models_per_round``, ``val_interval``, and any
             other :func:`~alseg_monai.segmentation.train_round` argument).
@@ -114,6 +124,10 @@ class ActiveLearningExperiment:
         cache_dir: persistent slice cache (default ``<output_dir>/cache``; "" disables it).
         progress: progress bars.
         report: write tables and plots after the loop.
+        workers: processes that run the (strategy, repeat) chains side by side, each with
+            ``torch.get_num_threads() // workers`` threads (1: in this process). Small
+            networks use many threads poorly, so 2 one-thread workers train about 1.6x
+            faster than one two-thread process on 2 cores. Simulated oracle only.
     """
 
     def __init__(
@@ -133,6 +147,7 @@ class ActiveLearningExperiment:
         repeats: int = 5,
         seed: int = 0,
         encoder: Mapping | None = None,
+        encoder_variants: Mapping[str, Mapping] | None = None,
         segmentation: Mapping | None = None,
         evaluation: Mapping | None = None,
         scribble_cost: float = 1 / 15,
@@ -144,12 +159,16 @@ class ActiveLearningExperiment:
         cache_dir: str | None = None,
         progress: bool = True,
         report: bool = True,
+        workers: int = 1,
     ) -> None:
         self.settings = _jsonable({
             "dataset_kind": dataset_kind, "dataset_dir": str(dataset_dir), "dataset_options": dict(dataset_options or {}),
             "image_size": int(image_size), "intensity": dict(intensity or {}), "split": dict(split or {}),
             "budgets": check_budgets(budgets), "label_kind": label_kind, "unit": unit, "repeats": int(repeats),
-            "seed": int(seed), "encoder": dict(encoder or {}), "segmentation": dict(segmentation or {}),
+            "seed": int(seed), "encoder": dict(encoder or {}),
+            "encoder_variants": {str(k): dict(v) for k, v in (DEFAULT_ENCODER_VARIANTS if encoder_variants is None
+                                                                else encoder_variants).items()},
+            "segmentation": dict(segmentation or {}),
             "evaluation": dict(evaluation or {}), "scribble_cost": float(scribble_cost), "oracle": oracle,
             "synthesize_scribbles": _check_bool("synthesize_scribbles", synthesize_scribbles),
         })
@@ -158,9 +177,19 @@ class ActiveLearningExperiment:
         _check_choice("oracle", oracle, ORACLES)
         if int(repeats) < 1:
             raise ConfigError(f"repeats={repeats}; expected at least 1")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers={workers!r}; expected a positive integer")
+        if workers > 1 and oracle != "simulated":
+            raise ConfigError(f"workers={workers}: parallel chains need the simulated oracle (oracle={oracle!r}); "
+                              "use workers 1 with a human annotator")
+        if "gcl" in self.settings["encoder_variants"]:
+            raise ConfigError("encoder_variants: 'gcl' names the main encoder (the 'encoder' settings); "
+                              "give the variant another name")
         self.paths = RunPaths(Path(output_dir))
         self.budgets = self.settings["budgets"]
         self.specs = _strategy_specs(strategies, dict(strategy_options or {}), label_kind, unit)
+        self.settings["strategy_settings"] = _jsonable({spec.name: _spec_settings(spec, self._strategy(spec))
+                                                        for spec in self.specs if spec.unit == "slice"})
         self._check_ensembles(self.settings["segmentation"].get("models_per_round", 5))
         self.annotation_wait = float(annotation_wait)
         self.device = torch.device(device)
@@ -168,8 +197,10 @@ class ActiveLearningExperiment:
         self.cache_dir = self.paths.root / "cache" if cache_dir is None else (Path(cache_dir) if cache_dir else None)
         self.progress = _check_bool("progress", progress)
         self.write_report = _check_bool("report", report)
+        self.workers = int(workers)
         self._prepared = False
-        self._embeddings: np.ndarray | None = None
+        self._embeddings: dict[tuple[str, str], np.ndarray] = {}
+        self._worker = False
 
     def _check_ensembles(self, models_per_round: int) -> None:
         for spec in self.specs:
@@ -195,12 +226,11 @@ class ActiveLearningExperiment:
 
     def _prepare(self) -> None:
         root = self.paths.root
-        if is_main_process():
+        if is_main_process() and not self._worker:
             root.mkdir(parents=True, exist_ok=True)
             removed = clean_stale_temp_files(root)
             if removed:
                 logger.info("removed %d temporary files left by an interrupted run", len(removed))
-            check_settings(self.paths.settings, self.settings)
         s = self.settings
         self.index = read_dataset(s["dataset_kind"], s["dataset_dir"], **s["dataset_options"])
         self.splits = self._split(self.index)
@@ -212,7 +242,13 @@ class ActiveLearningExperiment:
         if not self.splits["test"].volumes:
             raise ConfigError("split: the test split is empty; adjust split fractions or lists")
         if not self.splits["val"].volumes:
-            raise ConfigError("split: the validation split is empty; the best model of a round is chosen on it")
+            raise ConfigError("split: the validation split is empty; the best model of a round is chosen on it: "
+                              "raise the second of split#fractions, name patients in split#lists#val, or give "
+                              "a datalist a 'validation' list")
+        if is_main_process() and not self._worker:
+            # Recorded once the inputs passed their checks, so a run stopped by bad input can
+            # be retried with corrected settings in the same output_dir.
+            check_settings(self.paths.settings, self.settings)
         cache_kwargs = {"cache_dir": self.cache_dir, "progress": self.progress and is_main_process()}
         if s["intensity"]:
             options = dict(s["intensity"])
@@ -221,39 +257,59 @@ class ActiveLearningExperiment:
         subset = DatasetIndex(self.index.kind, self.index.root, volumes, [], self.index.num_classes,
                               self.index.channels, self.index.ignore_index, options=self.index.options)
         self.cache = SliceCache.from_index(subset, s["image_size"], **cache_kwargs)
-        self.encoder_settings = self._encoder_settings()
+        self.encoder_settings = self._encoder_settings("gcl")
         self.val_volumes = VolumeDataset(self.splits["val"].volumes, self.cache)
         self.test_volumes = VolumeDataset(self.splits["test"].volumes, self.cache)
         logger.info("%s\n  split: %s", self.index.summary(),
                     {k: len(v.patients) for k, v in self.splits.items()})
 
-    def _encoder_settings(self) -> dict:
-        """The encoder settings for this pool. On datasets with one volume per patient
-        (CHAOS, MS-CMR, DAVIS) the patient group equals the volume group, so the patient
-        grouping is dropped with a warning, as the paper did."""
+    def _encoder_settings(self, name: str = "gcl") -> dict:
+        """The settings of encoder ``name`` for this pool (``gcl``: ``encoder``; a variant:
+        ``encoder`` updated with its ``encoder_variants`` entry). On datasets with one
+        volume per patient (CHAOS, MS-CMR, DAVIS) the patient group equals the volume
+        group, so the patient grouping is dropped with a warning, as the paper did."""
         settings = dict(self.settings["encoder"])
+        if name != "gcl":
+            if name not in self.settings["encoder_variants"]:
+                raise ConfigError(f"encoder {name!r}: not 'gcl' nor one of encoder_variants "
+                                  f"{sorted(self.settings['encoder_variants'])}")
+            settings.update(self.settings["encoder_variants"][name])
         groupings = list(settings.get("groupings", ("patient", "volume")))
         volumes = Counter(v["patient"] for v in self.splits["train"].volumes)
         if "patient" in groupings and max(volumes.values()) == 1:
             logger.warning("every training patient has one volume: the patient grouping duplicates the volume "
-                           "grouping, so it is dropped (encoder#groupings %s -> %s, patient weight 0)",
-                           groupings, [g for g in groupings if g != "patient"])
+                           "grouping, so it is dropped (encoder %s groupings %s -> %s, patient weight 0)",
+                           name, groupings, [g for g in groupings if g != "patient"])
             groupings.remove("patient")
             settings["weights"] = {**settings.get("weights", {}), "patient": 0.0}
         settings["groupings"] = groupings
         return settings
 
     def _check_encoder_batches(self) -> None:
-        """Build one epoch of encoder batches now, so a batch size that is not a multiple
-        of the group size fails before any training."""
+        """Build one epoch of batches of every encoder the strategies use now, so a batch
+        size that is not a multiple of the group size fails before any training."""
         from ..contrastive import GroupBatchSampler
 
-        settings = self._encoder_settings()
-        sampler = GroupBatchSampler(self.pool, settings.get("batch_size"), settings["groupings"],
-                                    seed=self.settings["seed"], num_replicas=world_size(), rank=rank())
-        if len(sampler) == 0:
-            raise ConfigError(f"encoder#batch_size: the {len(self.pool)} training slices give no batch of "
-                              f"{sampler.batch_size} per process ({world_size()} process(es)); use a smaller batch")
+        for name in self.encoders_used():
+            settings = self._encoder_settings(name)
+            sampler = GroupBatchSampler(self.pool, settings.get("batch_size"), settings["groupings"],
+                                        seed=self.settings["seed"], num_replicas=world_size(), rank=rank())
+            if len(sampler) == 0:
+                raise ConfigError(f"encoder#batch_size: the {len(self.pool)} training slices give no batch of "
+                                  f"{sampler.batch_size} per process ({world_size()} process(es)) for encoder "
+                                  f"{name!r}; use a smaller batch")
+
+    def encoders_used(self) -> list[str]:
+        """Names of the encoders whose embeddings the strategies ask for, in first-use order."""
+        names = [self._encoder_of(spec) for spec in self.specs]
+        return list(dict.fromkeys(name for name in names if name is not None))
+
+    def _encoder_of(self, spec: StrategySpec) -> str | None:
+        if spec.unit != "slice":
+            return None
+        strategy = self._strategy(spec)
+        # A user's own strategy (no `encoder` attribute) may call context.embeddings(): the GCL one.
+        return getattr(strategy, "encoder", "gcl")
 
     def _split(self, index: DatasetIndex) -> dict[str, DatasetIndex]:
         options = {"method": "random", "fractions": (0.7, 0.1, 0.2), "seed": 0, **self.settings["split"]}
@@ -276,9 +332,15 @@ class ActiveLearningExperiment:
         """
         self.prepare()
         try:
-            for spec in self.specs:
-                for repeat in range(self.settings["repeats"]):
-                    self._run_repeat(spec, repeat)
+            chains = [(index, repeat) for index in range(len(self.specs)) for repeat in range(self.settings["repeats"])]
+            if self.workers > 1:
+                from .parallel import run_chains
+
+                self._prepare_embeddings()  # every worker reads them; none may train an encoder
+                run_chains(self, chains, self.workers)
+            else:
+                for index, repeat in chains:
+                    self.run_chain(index, repeat)
         except AnnotationPending as pending:
             logger.warning("%s", pending)
             return []
@@ -290,7 +352,26 @@ class ActiveLearningExperiment:
             main_process_only(write_run_report)(self, rows)
         return rows
 
-    def _run_repeat(self, spec: StrategySpec, repeat: int) -> None:
+    def _prepare_embeddings(self) -> None:
+        """Train every encoder the strategies use and cache the embeddings they ask for."""
+        for spec in self.specs:
+            name = self._encoder_of(spec)
+            if name is not None:
+                self.embeddings(name, getattr(self._strategy(spec), "embedding", "backbone"))
+
+    def __getstate__(self) -> dict:
+        # A worker process re-reads the dataset and the slice cache from disk (prepare())
+        # rather than receiving them pickled.
+        state = dict(self.__dict__)
+        for key in ("index", "splits", "pool", "pool_ids", "records", "cache", "val_volumes", "test_volumes",
+                    "encoder_settings", "_pool_diagnostics"):
+            state.pop(key, None)
+        state.update(_prepared=False, _embeddings={})
+        return state
+
+    def run_chain(self, spec_index: int, repeat: int) -> None:
+        """Run (or resume) every round of one strategy's repeat, in budget order."""
+        spec = self.specs[spec_index]
         labelled: list[str] = []
         for round_index, fraction in enumerate(self.budgets):
             paths = self.paths.round(spec.name, repeat, round_index)
@@ -305,6 +386,7 @@ class ActiveLearningExperiment:
         selection = self._select(spec, seed, round_index, fraction, labelled, paths)
         records = [self.records[i] for i in selection["labelled"]]
         annotations = self._annotate(spec, seed, round_index, selection, records, paths)
+        self._record_diagnostics(selection, annotations, paths)
         metrics = self._train_and_evaluate(spec, records, annotations, paths, seed, round_index, fraction)
         metrics.update({"repeat": repeat, "seed": seed, "round": round_index, "added": len(selection["added"]),
                         "seconds": time.perf_counter() - start})
@@ -369,6 +451,32 @@ class ActiveLearningExperiment:
         barrier()  # a human oracle reads this round's selection back
         return selection
 
+    def _record_diagnostics(self, selection: dict, annotations: Mapping, paths: RoundPaths) -> None:
+        """Add what was picked (position, patients, volumes, classes present) to the
+        round's selection record, for this round's picks, all labelled slices and the pool."""
+        if "diagnostics" in selection:
+            return
+        names = self.index.class_names
+
+        def label_of(record):
+            label = self.cache.slice(record).get("label")
+            if label is None:
+                label = annotations.get(record["id"], {}).get("label")
+                return None if label is None else np.asarray(label)
+            return label[0]
+
+        def depth_of(volume_id):
+            return int(self.cache.volume(volume_id)["image"].shape[-1])
+
+        def describe(ids):
+            return pick_diagnostics([self.records[i] for i in ids], depth_of, label_of, names)
+
+        if getattr(self, "_pool_diagnostics", None) is None:
+            self._pool_diagnostics = describe(self.pool_ids)
+        selection["diagnostics"] = {"added": describe(selection["added"]), "labelled": describe(selection["labelled"]),
+                                    "pool": self._pool_diagnostics}
+        _write_json(paths.selection, selection)
+
     def _select_volumes(self, seed, round_index, labelled, target) -> list[str]:
         """Random whole volumes until at least ``target`` slices are labelled (the paper's
         volume-based baseline)."""
@@ -403,10 +511,15 @@ class ActiveLearningExperiment:
             seed=derive_seed(seed, "select", round_index),
             num_classes=self.index.num_classes,
             device=self.device,
-            embeddings=self.embeddings,
+            embeddings=self._embedding_provider(spec),
             images=lambda: self.cache.images(self.pool),
             models=(lambda: self._load_models(previous)) if round_index > 0 else (lambda: []),
         )
+
+    def _embedding_provider(self, spec: StrategySpec):
+        strategy = self._strategy(spec)
+        encoder, kind = getattr(strategy, "encoder", None) or "gcl", getattr(strategy, "embedding", "backbone")
+        return lambda: self.embeddings(encoder, kind)
 
     def _annotate(self, spec, seed, round_index, selection, records, paths: RoundPaths) -> dict:
         if self.settings["oracle"] == "simulated":
@@ -485,28 +598,36 @@ class ActiveLearningExperiment:
         return load_round_models(paths.root, device=self.device)
 
     # embeddings -------------------------------------------------------------------------------
-    def embeddings(self) -> np.ndarray:
-        """GCL embeddings (N, 512) of the training pool, in pool order: the encoder is
-        trained once per run directory (resuming from its last epoch) and its embeddings
-        cached on disk. Distributed, the encoder trains on every rank (DDP) and each rank
-        embeds a share of the pool; every rank returns the whole array."""
-        if self._embeddings is None:
-            from ..contrastive import embed, load_embeddings, save_embeddings, train_encoder
+    def embeddings(self, encoder: str = "gcl", kind: str = "backbone") -> np.ndarray:
+        """Embeddings of the training pool by encoder ``encoder``, in pool order:
+        ``kind="backbone"`` the (N, F) pooled features g(x), ``"projection"`` the (N, P)
+        projection-head outputs. The encoder is trained once per run directory (resuming
+        from its last epoch) and both arrays are cached on disk. Distributed, the encoder
+        trains on every rank (DDP) and each rank embeds a share of the pool; every rank
+        returns the whole array."""
+        from ..contrastive import embed, load_embeddings, project, save_embeddings, train_encoder
 
-            folder = self.paths.encoder
+        if kind not in ("backbone", "projection"):
+            raise ConfigError(f"embeddings: kind must be 'backbone' or 'projection', got {kind!r}")
+        if (encoder, kind) not in self._embeddings:
+            folder = self.paths.encoder_dir(encoder)
+            settings = self._encoder_settings(encoder)
+            dataset = SliceDataset(self.pool, self.cache, keys=("image",))
             if (folder / "embeddings.npy").is_file():
                 ids, features = load_embeddings(folder)
                 if ids != self.pool_ids:
                     raise ConfigError(f"{folder}: embeddings of another training pool; use a new output_dir")
+                model = None
             else:
-                dataset = SliceDataset(self.pool, self.cache, keys=("image",))
-                encoder = train_encoder(dataset, self.pool, folder, device=self.device, seed=self.settings["seed"],
-                                        num_workers=self.num_workers, progress=self.progress,
-                                        **_encoder_kwargs(self.encoder_settings))
-                features = embed(encoder, dataset, device=self.device, progress=self.progress)
+                model = train_encoder(dataset, self.pool, folder, device=self.device, seed=self.settings["seed"],
+                                      num_workers=self.num_workers, progress=self.progress and not self._worker,
+                                      **_encoder_kwargs(settings))
+                features = embed(model, dataset, device=self.device, progress=self.progress and not self._worker)
                 save_embeddings(folder, self.pool_ids, features)
-            self._embeddings = features
-        return self._embeddings
+            self._embeddings[(encoder, "backbone")] = features
+            if kind == "projection":
+                self._embeddings[(encoder, kind)] = project(folder, features, model)
+        return self._embeddings[(encoder, kind)]
 
     # results -----------------------------------------------------------------------------------
     def collect_rows(self) -> list[dict]:
@@ -589,6 +710,14 @@ def _strategy_specs(strategies, options: dict, label_kind: str, unit: str) -> li
             if isinstance(spec.strategy, str) and spec.unit == "slice" and spec.strategy not in known:
                 raise ConfigError(f"strategies: unknown strategy {spec.strategy!r}; known: {sorted(known)}")
     return specs
+
+
+def _spec_settings(spec: StrategySpec, strategy: Any) -> dict:
+    """What a strategy's rounds depend on: its class, label kind, unit and every knob of
+    its object (defaults included, so a changed default also refuses to resume)."""
+    knobs = {k: v for k, v in vars(strategy).items() if not k.startswith("_") and k != "progress"}
+    return {"strategy": f"{type(strategy).__module__}.{type(strategy).__qualname__}", "label_kind": spec.label_kind,
+            "unit": spec.unit, "options": knobs}
 
 
 def _check_selection(name: str, added: Sequence[str], labelled: Sequence[str], budget: int,

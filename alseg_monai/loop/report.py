@@ -1,5 +1,7 @@
 """The report of a run directory: results.csv, results.md (paper Table 1 layout),
-curves.png (Fig. 2), embeddings.png (Fig. 4) and overlay.png (Fig. 3)."""
+curves.png (Fig. 2), picks.png (what each strategy labelled), embeddings.png (Fig. 4),
+overlay.png (Fig. 3), and, with several repeats and a ``random`` strategy, study.md and
+study.png (each strategy's paired difference to Random over repeats)."""
 
 from __future__ import annotations
 
@@ -10,35 +12,30 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..report import format_results_table, plot_curves, plot_embeddings, plot_overlay, write_results_csv, write_results_md
+from ..report import (
+    format_results_table,
+    plot_curves,
+    plot_embeddings,
+    plot_overlay,
+    plot_picks,
+    write_results_csv,
+    write_results_md,
+    write_study_report,
+)
+from ..report.tables import error_note
 from ..utils.io import read_json
 
 if TYPE_CHECKING:
     from .experiment import ActiveLearningExperiment
 
-__all__ = ["CLASS_NAMES", "class_names", "write_run_report"]
+__all__ = ["write_run_report"]
 
 logger = logging.getLogger(__name__)
-
-CLASS_NAMES = {
-    "acdc": ("RV", "Myo", "LV"),
-    "wsl4mis_h5": ("RV", "Myo", "LV"),
-    "mscmr": ("RV", "Myo", "LV"),
-    "chaos": ("liver",),
-    "davis": ("object",),
-}
-
-
-def class_names(kind: str, num_classes: int) -> tuple[str, ...]:
-    """Foreground class names of a dataset kind (``class_<k>`` when unknown)."""
-    names = CLASS_NAMES.get(kind)
-    return names if names and len(names) == num_classes - 1 else tuple(f"class_{k}" for k in range(1, num_classes))
-
 
 def write_run_report(experiment: ActiveLearningExperiment, rows: Sequence[dict]) -> str:
     """Write every report file of ``experiment``'s run directory; returns the results table."""
     paths = experiment.paths
-    names = class_names(experiment.index.kind, experiment.index.num_classes)
+    names = experiment.index.class_names
     write_results_csv(rows, paths.results_csv, names)
     per_volume: dict[tuple[str, float], list[list[float]]] = defaultdict(list)
     for row in rows:
@@ -51,17 +48,33 @@ def write_run_report(experiment: ActiveLearningExperiment, rows: Sequence[dict])
         paths.results_md, table,
         title=f"3D Dice (%) on the test split of {experiment.index.kind} ({experiment.settings['dataset_dir']})",
         notes=[
-            f"Mean over {repeats} repeat(s) of the test Dice of each round's best-on-validation model; "
-            f"± is 2 bootstrap standard errors over test {unit}s (paper appendix D; shown when there are "
-            "several test volumes).",
+            f"Mean over {repeats} repeat(s) of the test Dice of each round's best-on-validation model. "
+            + error_note(repeats, unit),
             f"Labels: {_label_kinds(experiment)}; Dice convention: {evaluation.get('convention', 'paper')}.",
         ],
     )
     plot_curves(rows, paths.curves)
+    plot_picks(_selection_records(experiment), paths.picks_png)
+    if repeats > 1 and any(spec.name == "random" for spec in experiment.specs):
+        write_study_report(rows, paths.root, title=f"Strategies against Random over {repeats} repeats "
+                           f"({experiment.index.kind}, {experiment.settings['dataset_dir']})",
+                           notes=[f"Labels: {_label_kinds(experiment)}. Every repeat shares the split and its "
+                                  "training seeds across strategies; the difference is paired by repeat."])
     _embedding_plot(experiment)
     _overlay_plot(experiment)
     print(f"\nResults ({paths.results_md}):\n\n{table}", flush=True)
     return table
+
+
+def _selection_records(experiment: ActiveLearningExperiment) -> list[dict]:
+    records = []
+    for spec in experiment.specs:
+        for repeat in range(experiment.settings["repeats"]):
+            for round_index, budget in enumerate(experiment.budgets):
+                path = experiment.paths.round(spec.name, repeat, round_index).selection
+                if path.is_file():
+                    records.append({"strategy": spec.name, "budget": budget, **read_json(path)})
+    return records
 
 
 def _label_kinds(experiment: ActiveLearningExperiment) -> str:

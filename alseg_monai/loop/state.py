@@ -4,16 +4,17 @@ Layout of ``output_dir``::
 
     settings.json                        the experiment settings (a resumed run must match)
     splits.json                          patients of each split
-    encoder/                             contrastive encoder checkpoints and embeddings
+    encoder/                             the GCL encoder: checkpoints, embeddings, projections
+    encoder_<name>/                      each other encoder the strategies use (e.g. ntxent)
     <strategy>/repeat_<r>/round_<k>/
-        selection.json                   ids added this round and all labelled ids
+        selection.json                   ids added this round, all labelled ids, pick diagnostics
         annotation_request/              human-in-the-loop export (annotate mode)
         annotations/                     the expert's label files (annotate mode)
         models/                          per-model checkpoints, best_model.pt
         training.json                    validation Dice per model, best index, iterations
         test_dice.csv                    per-volume, per-class test Dice
         metrics.json                     the round's result; its presence marks the round done
-    results.csv, results.md, curves.png, embeddings.png, overlay.png
+    results.csv, results.md, curves.png, picks.png, embeddings.png, overlay.png
 
 Every file is written atomically, so a step's file either exists complete or not at
 all; a step whose file is missing is redone from its inputs, which are all on disk.
@@ -86,7 +87,11 @@ class RunPaths:
 
     @property
     def encoder(self) -> Path:
-        return self.root / "encoder"
+        return self.encoder_dir("gcl")
+
+    def encoder_dir(self, name: str) -> Path:
+        """Folder of encoder ``name``: ``encoder/`` for the GCL encoder, else ``encoder_<name>/``."""
+        return self.root / ("encoder" if name == "gcl" else f"encoder_{name}")
 
     def round(self, strategy: str, repeat: int, round_index: int) -> RoundPaths:
         return RoundPaths(self.root / strategy / f"repeat_{repeat}" / f"round_{round_index}")
@@ -104,6 +109,10 @@ class RunPaths:
         return self.root / "curves.png"
 
     @property
+    def picks_png(self) -> Path:
+        return self.root / "picks.png"
+
+    @property
     def embeddings_png(self) -> Path:
         return self.root / "embeddings.png"
 
@@ -113,7 +122,8 @@ class RunPaths:
 
 
 # Settings a resumed run may change without invalidating finished steps.
-_FREE_SETTINGS = {"output_dir", "device", "num_workers", "progress", "strategies", "report", "annotation_wait"}
+_FREE_SETTINGS = {"output_dir", "device", "num_workers", "progress", "strategies", "report", "annotation_wait",
+                  "workers"}
 # The same inside a section: logging switches that leave every result unchanged.
 _FREE_SUBSETTINGS = {"segmentation": {"tensorboard"}}
 
@@ -125,20 +135,30 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
+# Settings recorded per strategy name: a resumed run may add or drop strategies, but a
+# strategy it shares with the recorded run must keep its settings (or its finished rounds
+# would be reused for other options).
+_PER_STRATEGY = "strategy_settings"
+
+
 def check_settings(path: Path, settings: dict[str, Any]) -> None:
     """Record ``settings`` at ``path``, or, when a run already recorded different ones,
     raise :class:`ConfigError` naming the changed keys (resuming would mix results).
     """
+    settings = dict(settings)
     if path.is_file():
         recorded = read_json(path)
         changed = sorted(
             key for key in set(recorded) | set(settings)
-            if key not in _FREE_SETTINGS
+            if key not in _FREE_SETTINGS and key != _PER_STRATEGY
             and _comparable(key, recorded.get(key)) != _comparable(key, settings.get(key))
         )
+        old, new = recorded.get(_PER_STRATEGY, {}), settings.get(_PER_STRATEGY, {})
+        changed += [f"{_PER_STRATEGY}[{name}]" for name in sorted(set(old) & set(new)) if old[name] != new[name]]
         if changed:
             raise ConfigError(
                 f"{path.parent}: this output_dir holds a run with different settings for {changed}; "
                 "use a new output_dir, or restore those settings to resume"
             )
+        settings[_PER_STRATEGY] = {**old, **new}
     atomic_write_json(path, settings)

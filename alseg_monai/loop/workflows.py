@@ -121,7 +121,10 @@ def _input_files(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     if isinstance(inputs, (str, Path)) and Path(inputs).is_dir():
         files = [p for p in Path(inputs).iterdir() if p.name.lower().endswith(_IMAGE_SUFFIXES)]
         if not files:
-            raise DataError(f"{inputs}: no NIfTI / NRRD / MHA image in this folder")
+            raise DataError(
+                f"{inputs}: no NIfTI / NRRD / MHA image in this folder; set inference#input to a folder of images "
+                "or a list of image files"
+            )
         return sorted(files, key=natural_key)
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs or [])
     if not items:

@@ -14,7 +14,7 @@ import numpy as np
 from ..selection.typiclust import kmeans_labels
 from ..utils.io import atomic_write_bytes
 
-__all__ = ["plot_curves", "plot_embeddings", "plot_overlay", "pca_2d"]
+__all__ = ["plot_curves", "plot_embeddings", "plot_overlay", "plot_picks", "pca_2d"]
 
 
 def _subplots(ncols: int, figsize: tuple[float, float]):
@@ -33,11 +33,14 @@ def _save(fig, path: str | Path) -> None:
 
 
 def plot_curves(rows: Sequence[Mapping], path: str | Path) -> None:
-    """Mean Dice (over repeats) per strategy against the budget and against annotation cost.
+    """Mean Dice (over repeats) per strategy against the budget and against annotation cost,
+    with 95 % CI bars over repeats where a point has two or more.
 
     ``rows`` are round metrics with ``strategy``, ``unit``, ``label_kind``, ``budget``,
     ``cost`` and ``dice``; one line per (strategy, unit, label kind).
     """
+    from ..evaluation.repeats import mean_interval
+
     series: dict[str, dict[float, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         name = row["strategy"]
@@ -47,14 +50,16 @@ def plot_curves(rows: Sequence[Mapping], path: str | Path) -> None:
     fig, axes = _subplots(2, figsize=(11, 4))
     for name, by_budget in series.items():
         budgets = sorted(by_budget)
-        dice = [100 * np.mean([d for _, d in by_budget[b]]) for b in budgets]
+        intervals = [mean_interval([100 * d for _, d in by_budget[b]]) for b in budgets]
+        dice = [i.mean for i in intervals]
+        error = [0.0 if i.n < 2 else i.half_width for i in intervals]
         cost = [np.mean([c for c, _ in by_budget[b]]) for b in budgets]
-        axes[0].plot([100 * b for b in budgets], dice, marker="o", label=name)
-        axes[1].plot(cost, dice, marker="o", label=name)
+        axes[0].errorbar([100 * b for b in budgets], dice, yerr=error, marker="o", capsize=3, label=name)
+        axes[1].errorbar(cost, dice, yerr=error, marker="o", capsize=3, label=name)
     axes[0].set_xlabel("labelled fraction of the training pool (%)")
     axes[1].set_xlabel("annotation cost (full-slice units)")
     for ax in axes:
-        ax.set_ylabel("3D Dice (%)")
+        ax.set_ylabel("3D Dice (%), bars: 95 % CI over repeats")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     _save(fig, path)
@@ -116,4 +121,48 @@ def plot_overlay(
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def plot_picks(records: Sequence[Mapping], path: str | Path) -> None:
+    """What each strategy labelled, against the budget: mean relative slice position,
+    patients covered, and the share of labelled slices containing each class, as means
+    over repeats, with the pool's value dashed.
+
+    ``records`` are round selection records with ``strategy``, ``budget`` and the
+    ``diagnostics`` of :func:`~alseg_monai.loop.diagnostics.pick_diagnostics` (``labelled``
+    and ``pool``).
+    """
+    records = [r for r in records if r.get("diagnostics")]
+    if not records:
+        return
+    pool = records[0]["diagnostics"]["pool"]
+    classes = list(pool["class_share"] or {})
+    panels = [("position_mean", "mean relative slice position (0 base, 1 apex)", pool["position_mean"]),
+              ("patients", "patients covered (share of the pool's)", 1.0)]
+    panels += [(f"class:{name}", f"labelled slices containing {name}", pool["class_share"][name]) for name in classes]
+    series: dict[str, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        series[record["strategy"]][float(record["budget"])].append(record["diagnostics"]["labelled"])
+
+    def value(diagnostics: Mapping, key: str) -> float:
+        if key.startswith("class:"):
+            shares = diagnostics["class_share"] or {}
+            return float(shares.get(key[6:], np.nan))
+        if key == "patients":
+            return diagnostics["patients"] / max(pool["patients"], 1)
+        return float(diagnostics[key])
+
+    fig, axes = _subplots(len(panels), figsize=(3.6 * len(panels), 3.4))
+    axes = np.atleast_1d(axes)
+    for ax, (key, label, reference) in zip(axes, panels):
+        for name, by_budget in series.items():
+            budgets = sorted(by_budget)
+            ax.plot([100 * b for b in budgets], [np.nanmean([value(d, key) for d in by_budget[b]]) for b in budgets],
+                    marker="o", label=name)
+        ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label="pool")
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("labelled fraction (%)", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     _save(fig, path)

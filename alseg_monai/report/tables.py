@@ -1,6 +1,7 @@
 """Result tables of an AL run: ``results.csv`` (one row per strategy, budget and repeat)
-and ``results.md`` (the paper's Table 1 layout: strategy x budget, mean Dice +/- 2
-bootstrap standard errors over repeats, paper appendix D)."""
+and ``results.md`` (the paper's Table 1 layout: strategy x budget, mean Dice +/- an
+error that the table's notes name: the 95 % CI over repeats where there are several,
+else 2 bootstrap standard errors over test volumes, paper appendix D)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation import bootstrap_error
+from ..evaluation.repeats import mean_interval
 from ..utils.io import atomic_write_text
 
-__all__ = ["RESULT_COLUMNS", "format_results_table", "write_results_csv", "write_results_md"]
+__all__ = ["RESULT_COLUMNS", "error_note", "format_results_table", "write_results_csv", "write_results_md"]
 
 RESULT_COLUMNS = (
     "strategy",
@@ -64,12 +66,18 @@ def format_results_table(
     seed: int = 0,
 ) -> str:
     """Markdown table: one row per strategy, one column per budget, cells
-    ``mean Dice (%) +/- 2 SE`` over repeats.
+    ``mean Dice (%) +/- error`` over repeats.
+
+    The error of a cell with two or more repeats is the half-width of the 95 %
+    Student-t interval of the mean over repeats (training noise included); with one
+    repeat it is 2 bootstrap standard errors over test volumes or slices (paper
+    appendix D; it ignores the training-seed spread). :func:`error_note` says which.
 
     Args:
         rows: round metrics with ``strategy``, ``budget``, ``repeat``, ``dice``.
         per_volume: ``{(strategy, budget): scores (repeats, volumes)}`` of per-volume
-            (or per-slice) Dice, for the bootstrap error; without it only means are shown.
+            (or per-slice) Dice, for the bootstrap error of one-repeat cells; without it
+            those cells show only the mean.
     """
     means: dict[tuple[str, float], list[float]] = defaultdict(list)
     for row in rows:
@@ -87,12 +95,24 @@ def format_results_table(
                 continue
             cell = f"{100 * float(np.mean(values)):.1f}"
             scores = (per_volume or {}).get((strategy, budget))
-            if scores is not None and len(scores) and len(scores[0]) > 1:
+            if len(values) > 1:
+                cell += f" ± {100 * mean_interval(values).half_width:.1f}"
+            elif scores is not None and len(scores) and len(scores[0]) > 1:
                 error = bootstrap_error(np.asarray(scores, dtype=float), n=bootstrap_samples, seed=seed, unit=unit)
                 cell += f" ± {100 * error:.1f}"
             cells.append(cell)
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def error_note(repeats: int, unit: str = "volume") -> str:
+    """What the ± of :func:`format_results_table` is, for a run of ``repeats`` repeats."""
+    if repeats > 1:
+        return (f"± is the half-width of the 95 % Student-t confidence interval of the mean over the {repeats} "
+                "repeats (each repeat: its own first pick and training seeds, the same split).")
+    return (f"± is 2 bootstrap standard errors over test {unit}s of the single repeat (paper appendix D): it "
+            "measures the test set's sampling noise only, not the training-seed spread, which is larger at "
+            "small budgets; use repeats >= 3 for intervals that include it.")
 
 
 def write_results_md(path: str | Path, table: str, title: str, notes: Sequence[str] = ()) -> None:

@@ -47,7 +47,10 @@ def check_image_batch(x: torch.Tensor, in_channels: int, min_size: int, name: st
     if x.ndim != 4 or x.shape[1] != in_channels:
         raise DataError(f"{name}: expected a (B, {in_channels}, H, W) image batch, got shape {tuple(x.shape)}")
     if min(x.shape[-2:]) < min_size:
-        raise DataError(f"{name}: spatial size {tuple(x.shape[-2:])} is smaller than the network's minimum {min_size}")
+        raise DataError(
+            f"{name}: spatial size {tuple(x.shape[-2:])} is smaller than the network's minimum {min_size}; raise "
+            "image_size, or use fewer network levels"
+        )
 
 
 class ConvBlock(nn.Sequential):

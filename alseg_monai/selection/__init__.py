@@ -2,7 +2,7 @@
 
 Every strategy answers ``select(context, budget) -> list of slice ids`` given a
 :class:`SelectionContext`; built-ins are picked by name with :func:`get_strategy`
-(``random``, ``coreset``, ``gcl_coreset``, ``bald``, ``variance_ratio``,
+(``random``, ``coreset``, ``gcl_coreset``, ``ntxent_coreset``, ``bald``, ``variance_ratio``,
 ``stochastic_batches``, ``typiclust``, ``vaal``, ``coregcn``), and a user's own class
 plugs in through a bundle ``_target_`` (see :mod:`alseg_monai.selection.registry`).
 """
@@ -21,7 +21,8 @@ from .coregcn import (
     train_gcn,
 )
 from .coreset import CoresetStrategy
-from .gcl_coreset import GCLCoresetStrategy, fuse_pixels
+from .gcl_coreset import EMBEDDING_KINDS, GCLCoresetStrategy, NTXentCoresetStrategy, fuse_pixels
+from .geometry import FEATURE_GEOMETRIES, FIRST_CENTRES, feature_geometry, kmeanspp_rows, medoid_row
 from .inference import (
     bottleneck_features,
     class_probabilities,
@@ -49,7 +50,11 @@ __all__ = [
     "CoreGCNStrategy",
     "CoresetStrategy",
     "DROPOUT_LAYERS",
+    "EMBEDDING_KINDS",
+    "FEATURE_GEOMETRIES",
+    "FIRST_CENTRES",
     "GCLCoresetStrategy",
+    "NTXentCoresetStrategy",
     "RandomStrategy",
     "SelectionContext",
     "SimilarityGraph",
@@ -77,6 +82,7 @@ __all__ = [
     "entropy_map",
     "entropy_score",
     "eval_mode",
+    "feature_geometry",
     "format_bytes",
     "fuse_pixels",
     "get_strategy",
@@ -84,8 +90,10 @@ __all__ = [
     "kcenter_greedy",
     "kcenter_memory_bytes",
     "kmeans_labels",
+    "kmeanspp_rows",
     "mc_dropout_bald",
     "mc_dropout_mode",
+    "medoid_row",
     "most_typical",
     "random_rows",
     "register_strategy",

@@ -224,6 +224,9 @@ class Strategy:
     """
 
     name: ClassVar[str] = "strategy"
+    # The experiment's encoder whose embeddings context.embeddings() must provide (trained
+    # before any selection runs), or None for strategies that never call it.
+    encoder: str | None = None
 
     def select(self, context: SelectionContext, budget: int) -> list[str]:
         """``budget`` distinct unlabelled slice ids, deterministic given ``context.seed`` and ``round``."""

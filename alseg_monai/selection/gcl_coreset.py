@@ -1,16 +1,28 @@
 """The paper's method (Sec. 3.2.2): K-Center Greedy on the group-contrastive (GCL)
-embeddings, d(x1, x2) = ||g(x1) - g(x2)||_2."""
+embeddings, and its ablation on an encoder trained with NT-Xent only (paper Table 4).
+
+The paper measures d(x1, x2) = ||g(x1) - g(x2)||_2 on the raw 512-d features from a
+random first slice: ``geometry="euclidean", first_centre="random"`` keeps that exact
+variant. The defaults are the ones the study's evidence supports (docs/study.md):
+see :mod:`alseg_monai.selection.geometry` for the options.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
 from .base import SelectionContext, Strategy, non_negative_float
+from .geometry import FEATURE_GEOMETRIES, FIRST_CENTRES, feature_geometry, kmeanspp_rows, medoid_row
 from .kcenter import kcenter_greedy
 from .registry import register_strategy
 from .resources import resolve_device
 
-__all__ = ["GCLCoresetStrategy", "fuse_pixels"]
+__all__ = ["EMBEDDING_KINDS", "GCLCoresetStrategy", "NTXentCoresetStrategy", "fuse_pixels"]
+
+# What the encoder gives per slice: the pooled backbone features g(x) (the paper's
+# embeddings) or the projection head's output z (what the contrastive loss compares).
+EMBEDDING_KINDS = ("backbone", "projection")
 
 
 def fuse_pixels(embeddings: np.ndarray, images: np.ndarray, pixel_weight: float) -> np.ndarray:
@@ -23,32 +35,81 @@ def fuse_pixels(embeddings: np.ndarray, images: np.ndarray, pixel_weight: float)
     return np.concatenate([embeddings, np.float32(pixel_weight) * flat], axis=1, dtype=np.float32)
 
 
+def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
 @register_strategy("gcl_coreset")
 class GCLCoresetStrategy(Strategy):
-    """K-Center Greedy on ``context.embeddings()`` (Euclidean), labelled slices as the
-    initial centres.
+    """K-Center Greedy on the embeddings of ``context.embeddings()``, labelled slices as
+    the initial centres.
+
+    The strategy names what it needs and the experiment provides it: ``encoder`` (which
+    trained encoder, a key of the experiment's ``encoders``) and ``embedding`` (backbone
+    features or projections).
 
     Args:
-        pixel_weight: weight w of raw pixels concatenated to the embeddings (the authors'
-            code's fusion); 0 (default) keeps the paper's pure embedding metric.
+        geometry: ``euclidean`` (raw, the paper's), ``cosine`` (unit-length rows) or
+            ``standardized`` (per-dimension z-scores); see :mod:`.geometry`.
+        first_centre: with no labelled slice: ``random`` (the paper's), ``medoid``, or
+            ``kmeans++`` (the first selection drawn by k-means++ seeding).
+        embedding: ``backbone`` (512-d g(x), the paper's) or ``projection`` (64-d head output).
+        encoder: the experiment's encoder these embeddings come from.
+        pixel_weight: weight w of raw pixels concatenated to the (geometry-mapped)
+            embeddings (the authors' code's fusion); 0 keeps the pure embedding metric.
         progress: show a progress bar over the picks.
         memory_limit: bytes K-Center Greedy may allocate (default: the free memory).
+
+    Raises:
+        ConfigError: an unknown geometry, first centre or embedding kind, or a negative pixel weight.
     """
 
-    def __init__(self, pixel_weight: float = 0.0, progress: bool = False, memory_limit: int | None = None) -> None:
-        self.pixel_weight = non_negative_float(pixel_weight, "gcl_coreset.pixel_weight")
+    default_encoder = "gcl"
+
+    def __init__(
+        self,
+        geometry: str = "cosine",
+        first_centre: str = "random",
+        embedding: str = "backbone",
+        encoder: str | None = None,
+        pixel_weight: float = 0.0,
+        progress: bool = False,
+        memory_limit: int | None = None,
+    ) -> None:
+        self.geometry = _choice(geometry, FEATURE_GEOMETRIES, f"{self.name}.geometry")
+        self.first_centre = _choice(first_centre, FIRST_CENTRES, f"{self.name}.first_centre")
+        self.embedding = _choice(embedding, EMBEDDING_KINDS, f"{self.name}.embedding")
+        self.encoder = self.default_encoder if encoder is None else str(encoder)
+        self.pixel_weight = non_negative_float(pixel_weight, f"{self.name}.pixel_weight")
         self.progress, self.memory_limit = bool(progress), memory_limit
 
     def select_rows(self, context: SelectionContext, budget: int) -> np.ndarray:
-        features = context.embeddings()
+        features = feature_geometry(context.embeddings(), self.geometry)
         if self.pixel_weight > 0:
             features = fuse_pixels(features, context.images(), self.pixel_weight)
-        return kcenter_greedy(
+        labelled, first = context.labeled_indices, np.zeros(0, dtype=np.int64)
+        if labelled.size == 0 and self.first_centre == "kmeans++":
+            return kmeanspp_rows(features, budget, seed=self.seed_for(context, "kmeans++"))
+        if labelled.size == 0 and self.first_centre == "medoid":
+            first = np.array([medoid_row(features, seed=self.seed_for(context, "medoid"))], dtype=np.int64)
+            labelled, budget = first, budget - 1
+        picks = kcenter_greedy(
             features,
-            context.labeled_indices,
+            labelled,
             budget,
             seed=self.seed_for(context, "kcenter"),
             device=resolve_device(context.device),
             progress=self.progress,
             memory_limit=self.memory_limit,
         )
+        return np.concatenate([first, picks])
+
+
+@register_strategy("ntxent_coreset")
+class NTXentCoresetStrategy(GCLCoresetStrategy):
+    """The paper's ablation (Table 4): the same K-Center Greedy on an encoder trained
+    with NT-Xent only (no group losses); the experiment's ``ntxent`` encoder by default."""
+
+    default_encoder = "ntxent"

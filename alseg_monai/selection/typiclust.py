@@ -131,6 +131,8 @@ class TypiClustStrategy(Strategy):
     ``kmeans_iterations`` (25), as in :func:`typiclust_select`.
     """
 
+    encoder = "gcl"
+
     def __init__(
         self, max_clusters: int = 500, min_cluster_size: int = 5, num_neighbors: int = 20, kmeans_iterations: int = 25
     ) -> None:

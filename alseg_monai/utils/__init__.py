@@ -1,4 +1,5 @@
-"""Shared utilities: atomic file writes, seeding and data-parallel (torch.distributed) helpers."""
+"""Shared utilities: atomic file writes, seeding, data-parallel (torch.distributed) helpers
+and the command line's error hook."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .distributed import (
     unwrap_model,
     world_size,
 )
+from .error_hook import TRACEBACK_ENV, ErrorHook, install_error_hook
 from .io import (
     atomic_write,
     atomic_write_bytes,
@@ -37,7 +39,9 @@ from .io import (
 from .seed import derive_seed, set_determinism
 
 __all__ = [
+    "TRACEBACK_ENV",
     "AtomicDiskSaver",
+    "ErrorHook",
     "all_reduce_sum",
     "atomic_write",
     "atomic_write_bytes",
@@ -52,6 +56,7 @@ __all__ = [
     "destroy_distributed",
     "gather_rows",
     "init_distributed",
+    "install_error_hook",
     "is_distributed",
     "is_main_process",
     "local_device",

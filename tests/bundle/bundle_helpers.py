@@ -29,7 +29,8 @@ def tiny_overrides(phantom_root: Path, output_dir: Path, **extra) -> dict[str, o
     return overrides
 
 
-def run_bundle(configs: list[str], overrides: dict[str, object], timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def run_bundle(configs: list[str], overrides: dict[str, object], timeout: float = 600,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(bundle_command(configs, overrides), capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
                           env=env, cwd=BUNDLE)

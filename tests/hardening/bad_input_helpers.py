@@ -3,6 +3,7 @@ finding the project's error in what it raises."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,13 @@ def bundle_error(configs: list[str], **overrides) -> AlsegError:
     """Run the bundle with ``monai.bundle.scripts.run`` and return the AlsegError it raised."""
     from monai.bundle.scripts import run
 
-    with pytest.raises(BaseException) as info:
-        run(config_file=[str(CONFIGS / c) for c in configs], meta_file=str(CONFIGS / "metadata.json"),
-            bundle_root=str(BUNDLE), **overrides)
+    hook = sys.excepthook  # the bundle's initialize installs its error hook: keep this process's
+    try:
+        with pytest.raises(BaseException) as info:
+            run(config_file=[str(CONFIGS / c) for c in configs], meta_file=str(CONFIGS / "metadata.json"),
+                bundle_root=str(BUNDLE), **overrides)
+    finally:
+        sys.excepthook = hook
     found = alseg_error(info.value)
     assert found is not None, f"expected an AlsegError, got {info.value!r}"
     return found

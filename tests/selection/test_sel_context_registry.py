@@ -22,6 +22,7 @@ BUILT_IN = [
     "coregcn",
     "coreset",
     "gcl_coreset",
+    "ntxent_coreset",
     "random",
     "stochastic_batches",
     "typiclust",
@@ -121,7 +122,7 @@ def test_unknown_strategy_lists_the_known_names():
 
 
 def test_bad_settings_raise_config_error():
-    with pytest.raises(ConfigError, match="takes \\['pixel_weight'"):
+    with pytest.raises(ConfigError, match="takes \\['geometry', 'first_centre', 'embedding', 'encoder', 'pixel_weight'"):
         get_strategy("gcl_coreset", pixel_wieght=1.0)
     with pytest.raises(ConfigError, match="pixel_weight"):
         get_strategy("gcl_coreset", pixel_weight=-1)

@@ -17,6 +17,7 @@ SETTINGS = {
     "random": {},
     "coreset": {},
     "gcl_coreset": {},
+    "ntxent_coreset": {},
     "bald": {"num_samples": 3},
     "variance_ratio": {"num_models": 3},
     "stochastic_batches": {"num_models": 3},
@@ -75,9 +76,14 @@ def test_rounds_draw_independent_random_streams():
 
 
 def test_gcl_coreset_is_kcenter_on_the_embeddings():
-    context, picks = _select("gcl_coreset", [])
+    context = make_context(n=40, num_labeled=6)
+    paper = get_strategy("gcl_coreset", geometry="euclidean").select(context, 5)
     rows = kcenter_greedy(context.embeddings(), context.labeled_indices, 5)
-    assert picks == [context.ids[i] for i in rows]
+    assert paper == [context.ids[i] for i in rows]
+    # The default measures the cosine geometry: K-Center on unit-length rows.
+    unit = context.embeddings() / np.linalg.norm(context.embeddings(), axis=1, keepdims=True)
+    rows = kcenter_greedy(unit, context.labeled_indices, 5)
+    assert get_strategy("gcl_coreset").select(context, 5) == [context.ids[i] for i in rows]
 
 
 def test_gcl_coreset_pixel_weight_fuses_pixels():

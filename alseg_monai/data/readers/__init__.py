@@ -56,5 +56,8 @@ def read_dataset(kind: str, root: str | Path, **options) -> DatasetIndex:
         )
     index = reader(root, **options)
     if not index.volumes or not index.slices:
-        raise DataError(f"{root}: no {kind} data found (empty dataset); see the {kind} layout in the docs")
+        raise DataError(
+            f"{root}: no {kind} volumes found (empty dataset); check that dataset_dir points at the data and "
+            f"dataset_kind={kind!r} names its layout (described in {READERS[kind].split(':')[0]})"
+        )
     return index

@@ -11,6 +11,10 @@ the folder a patient sits in is recorded as its subset)::
 Scribbles may instead lie under a separate ``scribble_root`` (files named
 ``patientNNN_frameFF_scribble.nii.gz`` directly in it or in ``patientNNN/``). A volume
 is one frame (ED or ES) of a patient.
+
+Every label and scribble must lie on its frame's voxel grid (shape, spacing, origin,
+direction; checked from the headers, see :mod:`~alseg_monai.data.geometry`);
+``resample_labels=True`` resamples those that do not onto it (nearest neighbour).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..records import DatasetIndex, make_slice_records, natural_key
-from .common import check_root, check_same_shape, volume_record
+from .common import check_root, check_same_grid, volume_record
 
 __all__ = ["read_acdc", "read_info_cfg"]
 
@@ -40,7 +44,7 @@ def read_info_cfg(path: str | Path) -> dict[str, str]:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as err:
-        raise DataError(f"{path}: cannot read ({err})") from err
+        raise DataError(f"{path}: cannot read Info.cfg ({err}); make the file readable") from err
     info = {}
     for line in lines:
         if ":" in line:
@@ -49,7 +53,10 @@ def read_info_cfg(path: str | Path) -> dict[str, str]:
     for phase in ("ED", "ES"):
         value = info.get(phase, "")
         if not value.isdigit():
-            raise DataError(f"{path}: missing or invalid '{phase}: <frame number>' line (found {value!r})")
+            raise DataError(
+                f"{path}: missing or invalid '{phase}: <frame number>' line (found {value!r}); expected a line such "
+                f"as '{phase}: 1' naming the frame of the {phase} phase"
+            )
     return info
 
 
@@ -84,6 +91,7 @@ def read_acdc(
     require_labels: bool = False,
     num_classes: int = 4,
     ignore_index: int = 4,
+    resample_labels: bool = False,
 ) -> DatasetIndex:
     """Index an ACDC folder (see the module docstring).
 
@@ -93,10 +101,12 @@ def read_acdc(
         require_labels: raise when a frame has no ``_gt`` file (else it is kept unlabelled).
         num_classes: 4 (bg, RV, Myo, LV).
         ignore_index: the scribbles' unannotated value.
+        resample_labels: resample a label or scribble that is not on its image's voxel
+            grid onto it (nearest neighbour) instead of refusing it.
 
     Raises:
-        DataError: a missing Info.cfg / frame file, an unreadable header, or image,
-            label and scribble shapes that differ.
+        DataError: a missing Info.cfg / frame file, an unreadable header, or a label or
+            scribble not on its image's grid (shape, spacing, origin, direction).
     """
     root = check_root(root, "acdc")
     scribble_dir = check_root(scribble_root, "acdc scribble") if scribble_root else None
@@ -111,19 +121,25 @@ def read_acdc(
             stem = f"{patient}_frame{frame:02d}"
             image = _find(folder, stem)
             if image is None:
-                raise DataError(f"{folder / (stem + '.nii.gz')}: frame file not found ({phase} = {frame} in Info.cfg)")
+                raise DataError(
+                    f"{folder / (stem + '.nii.gz')}: frame file not found ({phase} = {frame} in Info.cfg); add the "
+                    f"file, or correct the {phase} line of Info.cfg"
+                )
             label = _find(folder, f"{stem}_gt")
             if label is None and require_labels:
-                raise DataError(f"{folder / (stem + '_gt.nii.gz')}: label file not found")
+                raise DataError(
+                    f"{folder / (stem + '_gt.nii.gz')}: label file not found; add it, or set require_labels=false "
+                    "to keep the frame unlabelled"
+                )
             scribble = _find(folder, f"{stem}_scribble")
             if scribble is None and scribble_dir is not None:
                 scribble = _find(scribble_dir, f"{stem}_scribble") or _find(scribble_dir / patient, f"{stem}_scribble")
-            shape = check_same_shape([image, label, scribble])
+            shape, resample = check_same_grid(image, label, scribble, resample_labels, ignore_index)
             volume = volume_record(
                 stem, patient, "nifti", str(image),
                 str(label) if label else None, str(scribble) if scribble else None,
                 num_slices=shape[2] if len(shape) == 3 else 1, spatial_shape=shape[:2],
-                phase=phase, frame=frame,
+                phase=phase, frame=frame, **({"resample": resample} if resample else {}),
             )
             volumes.append(volume)
             slices.extend(make_slice_records(volume))

@@ -18,8 +18,10 @@ single ``*.json``. Relative paths resolve against ``base_dir`` (default: the JSO
 folder). At least one of the three lists must be present; an item is a dict with one
 ``image`` path and optional ``label``, ``scribble`` and ``patient``, or a bare image
 path; other keys are ignored. Files: ``.nii`` / ``.nii.gz`` (nibabel), ``.nrrd`` /
-``.nhdr`` / ``.mha`` / ``.mhd`` (SimpleITK); 2D files are one-slice volumes; headers and
-shapes are checked here.
+``.nhdr`` / ``.mha`` / ``.mhd`` / ``.dcm`` (SimpleITK), or a folder holding one DICOM
+series (read in slice-position order); 2D files are one-slice volumes. Headers are
+checked here: a label or scribble must lie on its image's voxel grid (shape, spacing,
+origin, direction, see :mod:`~alseg_monai.data.geometry`).
 
 Records: one volume per item, format ``nifti``, in natural order of volume id = the
 image file name without its suffix (``a`` for ``a.nii.gz``), which must be unique; patient = the item's
@@ -38,6 +40,9 @@ Options:
     ``base_dir``: the folder relative paths resolve against.
     ``channels``: 1; the ``nifti`` loader reads single-channel volumes, so other values
         are a :class:`ConfigError`.
+    ``resample_labels``: False; True resamples a label or scribble that is not on its
+        image's grid onto it (nearest neighbour; outside its field of view: background
+        for a label, ``ignore_index`` for a scribble) instead of refusing it.
 """
 
 from __future__ import annotations
@@ -47,19 +52,19 @@ from pathlib import Path
 
 from ...errors import ConfigError, DataError
 from ..records import DatasetIndex, make_slice_records, natural_key
-from .common import check_root, check_same_shape, volume_record
+from .common import check_root, check_same_grid, volume_record
 
 __all__ = ["DATALIST_KEYS", "read_datalist"]
 
 # Datalist key -> the subset its patients get.
 DATALIST_KEYS = ("training", "validation", "test")
-_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 _JSON_NAMES = ("dataset.json", "datalist.json")
 
 
 def _json_file(root: Path) -> Path:
     if not root.exists():
-        raise DataError(f"{root}: datalist JSON not found")
+        raise DataError(f"{root}: datalist JSON not found; dataset_dir of a datalist is the JSON file or its folder")
     if root.is_file():
         return root
     for name in _JSON_NAMES:
@@ -98,7 +103,10 @@ def _resolve_classes(data: dict, path: Path, num_classes: int | None, ignore_ind
             )
         num_classes = declared
     elif declared is not None and declared != int(num_classes):
-        raise ConfigError(f"num_classes={num_classes}, but 'labels' in {path} names {declared} classes: {labels}")
+        raise ConfigError(
+            f"num_classes={num_classes}, but 'labels' in {path} names {declared} classes: {labels}; set "
+            f"num_classes={declared} (dataset_options), or leave it out to take the count from 'labels'"
+        )
     num_classes = int(num_classes)
     if num_classes < 2:
         raise ConfigError(f"num_classes={num_classes}; expected at least 2 (background and one structure)")
@@ -120,10 +128,11 @@ def _item_fields(item, path: Path, where: str) -> dict:
     for key in ("image", "label", "scribble"):
         value = item.get(key)
         if key == "image" and value is None:
-            raise DataError(f"{path}: {where} has no 'image'")
+            raise DataError(f"{path}: {where} has no 'image'; expected {{\"image\": <path>, \"label\": <path>, ...}}")
         if value is not None and (not isinstance(value, str) or not value):
             raise DataError(
-                f"{path}: {where} has {key} {value!r}; expected one file path (multi-file images are not supported)"
+                f"{path}: {where} has {key} {value!r}; expected one file path or DICOM series folder (images of "
+                "several files, such as one per channel, are not supported)"
             )
         fields[key] = value
     patient = item.get("patient")
@@ -148,6 +157,7 @@ def read_datalist(
     num_classes: int | None = None,
     ignore_index: int | None = None,
     channels: int = 1,
+    resample_labels: bool = False,
 ) -> DatasetIndex:
     """Index the volumes listed in a decathlon-style JSON (see the module docstring).
 
@@ -157,13 +167,15 @@ def read_datalist(
         num_classes: classes including background (default: from the JSON's ``labels``).
         ignore_index: the scribbles' unannotated value (default: ``num_classes``).
         channels: image channels; 1.
+        resample_labels: resample labels and scribbles that are not on their image's
+            grid onto it (nearest neighbour) instead of refusing them.
 
     Raises:
         ConfigError: ``num_classes`` neither given nor in the JSON, or in conflict with
             it; ``ignore_index`` a class; ``channels`` other than 1.
         DataError: an unreadable or malformed JSON, a bad item, a missing or unreadable
-            file, image / label / scribble shapes that differ, two items with one
-            volume id, or a patient in two lists.
+            file, a label or scribble not on its image's grid (shape, spacing, origin,
+            direction), two items with one volume id, or a patient in two lists.
     """
     path = _json_file(Path(root).expanduser())
     if int(channels) != 1:
@@ -191,12 +203,16 @@ def read_datalist(
                     f"{path}: patient {patient} ({where}) is also in '{subsets[patient]}'; a patient is in one list"
                 )
             subsets[patient] = key
-            shape = check_same_shape([files["image"], files["label"], files["scribble"]])
+            shape, resample = check_same_grid(files["image"], files["label"], files["scribble"], resample_labels,
+                                              ignore_index)
             volume = volume_record(
                 vid, patient, "nifti", *(str(files[k]) if files[k] else None for k in ("image", "label", "scribble")),
                 num_slices=shape[2] if len(shape) == 3 else 1, spatial_shape=shape[:2],
+                **({"resample": resample} if resample else {}),
             )
             volumes.append(volume)
     volumes.sort(key=lambda v: natural_key(v["id"]))
     slices = [s for volume in volumes for s in make_slice_records(volume)]
-    return DatasetIndex("datalist", str(path), volumes, slices, num_classes, 1, ignore_index, subsets)
+    labels = data.get("labels") if isinstance(data.get("labels"), dict) else {}
+    names = tuple(str(labels.get(str(k), f"class_{k}")) for k in range(1, num_classes)) if labels else ()
+    return DatasetIndex("datalist", str(path), volumes, slices, num_classes, 1, ignore_index, subsets, labels=names)

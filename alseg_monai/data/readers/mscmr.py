@@ -39,8 +39,13 @@ role for a subject, is a :class:`DataError`. A folder named ``train`` / ``traini
 ``TestSet`` above an image sets its patient's subset to ``training``, ``validation``
 or ``testing`` (``split_dataset(method="layout")`` takes ``testing`` as the test set).
 
+Every label and scribble must lie on its image's voxel grid (shape, spacing, origin,
+direction; checked from the headers, see :mod:`~alseg_monai.data.geometry`).
+
 Options: ``num_classes=4``, ``ignore_index=4``, ``label_map`` (stored value -> class;
-``{}`` to disable), ``sequences=("DE", "LGE")``, ``scribble_root=None``. Intensities are
+``{}`` to disable), ``sequences=("DE", "LGE")``, ``scribble_root=None``,
+``resample_labels=False`` (True: resample labels and scribbles that are not on their
+image's grid onto it, nearest neighbour). Intensities are
 z-scored per volume by default (``SliceCache``); the 1.37 mm resampling and 212 x 212
 crop of CycleMix are not applied (slices are resized to ``image_size``).
 """
@@ -54,7 +59,7 @@ from pathlib import Path
 
 from ...errors import ConfigError, DataError
 from ..records import DatasetIndex, make_slice_records, natural_key
-from .common import check_root, check_same_shape, volume_record
+from .common import check_root, check_same_grid, volume_record
 
 __all__ = ["MSCMR_LABEL_MAP", "read_mscmr"]
 
@@ -93,7 +98,10 @@ def _check_label_map(label_map: Mapping, num_classes: int) -> dict[int, int]:
         raise ConfigError(f"label_map={label_map!r}; expected a mapping of stored integer values to classes") from err
     bad = {k: v for k, v in mapping.items() if not 0 <= v < num_classes}
     if bad:
-        raise ConfigError(f"label_map targets {bad} outside the classes 0..{num_classes - 1}")
+        raise ConfigError(
+            f"label_map targets {bad} outside the classes 0..{num_classes - 1}; map stored values to classes "
+            "0..num_classes-1, or raise num_classes"
+        )
     return mapping
 
 
@@ -142,6 +150,7 @@ def read_mscmr(
     label_map: Mapping[int, int] | None = None,
     sequences: Sequence[str] = ("DE", "LGE"),
     scribble_root: str | Path | None = None,
+    resample_labels: bool = False,
 ) -> DatasetIndex:
     """Index an MSCMRseg LGE folder (see the module docstring).
 
@@ -153,11 +162,14 @@ def read_mscmr(
             loading; default :data:`MSCMR_LABEL_MAP` (200 -> 2, 500 -> 3, 600 -> 1).
         sequences: the sequence names that mark LGE images.
         scribble_root: another folder searched for scribble files.
+        resample_labels: resample a label or scribble that is not on its image's voxel
+            grid onto it (nearest neighbour) instead of refusing it.
 
     Raises:
         ConfigError: a ``label_map`` target outside the classes.
         DataError: a label or scribble without its image, two files of one role for a
-            subject, an unreadable header, or image / label / scribble shapes that differ.
+            subject, an unreadable header, or a label or scribble not on its image's
+            grid (shape, spacing, origin, direction).
     """
     root = check_root(root, "mscmr")
     mapping = _check_label_map(MSCMR_LABEL_MAP if label_map is None else label_map, num_classes)
@@ -168,7 +180,8 @@ def read_mscmr(
         for subject, entry in extra.items():
             if "scribble" in found.get(subject, {}):
                 raise DataError(
-                    f"{entry['scribble']}: a second scribble for {subject} (the first is {found[subject]['scribble']})"
+                    f"{entry['scribble']}: a second scribble for {subject} (the first is "
+                    f"{found[subject]['scribble']}); keep one"
                 )
             found.setdefault(subject, {}).update(entry)
     volumes, slices, subsets = [], [], {}
@@ -180,11 +193,12 @@ def read_mscmr(
                 f"{entry[role]}: a {role} without an image; expected {subject}_<sequence>.nii.gz under {root}"
             )
         image, label, scribble = entry["image"], entry.get("label"), entry.get("scribble")
-        shape = check_same_shape([image, label, scribble])
+        shape, resample = check_same_grid(image, label, scribble, resample_labels, ignore_index)
         volume = volume_record(
             re.sub(r"\.nii(\.gz)?$", "", image.name, flags=re.IGNORECASE), subject, "nifti", str(image),
             str(label) if label else None, str(scribble) if scribble else None,
             num_slices=shape[2] if len(shape) == 3 else 1, spatial_shape=shape[:2], label_map=mapping,
+            **({"resample": resample} if resample else {}),
         )
         volumes.append(volume)
         slices.extend(make_slice_records(volume))

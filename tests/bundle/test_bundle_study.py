@@ -1,0 +1,50 @@
+"""The study overlays: their keys exist, and a study runs through ``python -m monai.bundle``
+with parallel workers, writing study.md, study.png and picks.png."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bundle_helpers import CONFIGS, run_bundle, tiny_overrides
+from monai.bundle import ConfigParser
+
+from alseg_monai.loop import check_keys
+
+OVERLAYS = ["cpu.json", "demo.json", "study.json", "options_study.json", "smoke.json",
+            *sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "data").glob("*.json"))]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_keys_exist_in_the_base_config(overlay):
+    base = ConfigParser.load_config_file(str(CONFIGS / "active_learning.json"))
+    check_keys(base, list(ConfigParser.load_config_file(str(CONFIGS / overlay))), overlay)
+
+
+def test_study_protocol_builds_its_experiment(tmp_path):
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / name) for name in ("active_learning.json", "data/acdc.json", "cpu.json",
+                                                         "study.json")])
+    parser["output_dir"] = str(tmp_path / "study")
+    experiment = parser.get_parsed_content("experiment")
+    assert [spec.name for spec in experiment.specs] == ["gcl_coreset", "ntxent_coreset", "coreset", "random"]
+    assert experiment.settings["repeats"] == 5 and experiment.workers == 2
+    assert experiment.settings["budgets"] == [0.02, 0.03, 0.04, 0.05, 0.1]
+    options = experiment.settings["strategy_settings"]["ntxent_coreset"]["options"]
+    assert options["encoder"] == "ntxent" and options["geometry"] == "cosine"
+
+
+@pytest.mark.slow
+def test_study_runs_through_the_bundle_in_two_workers(tmp_path):
+    output = tmp_path / "study"
+    result = run_bundle(["active_learning.json", "data/phantom.json", "smoke.json"], tiny_overrides(
+        tmp_path / "phantom", output, strategies=["gcl_coreset", "ntxent_coreset", "random"], repeats=2, workers=2))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "in 2 worker processes" in log and "chain done: random repeat 1" in log
+    study = (output / "study.md").read_text(encoding="utf-8")
+    assert "| gcl_coreset |" in study and "Paired difference to random" in study
+    assert (output / "study.png").stat().st_size > 1000 and (output / "picks.png").stat().st_size > 1000
+    selection = json.loads((output / "ntxent_coreset/repeat_1/round_1/selection.json").read_text(encoding="utf-8"))
+    assert selection["diagnostics"]["labelled"]["slices"] == len(selection["labelled"])
+    assert (output / "encoder_ntxent/embeddings.npy").is_file()
