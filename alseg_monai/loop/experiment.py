@@ -107,7 +107,9 @@ class ActiveLearningExperiment:
         seed: the base seed.
         encoder: settings of the group-contrastive encoder ``gcl`` (``epochs``, ``batch_size``,
             ``groupings``, ``weights`` {ntxent, patient, volume, slice}, ``temperature``, ``lr``,
-            ``weight_decay``, ``feature_dim``).
+            ``weight_decay``, ``feature_dim``, and ``num_workers``, its own loader workers,
+            default ``num_workers``: one worker overlaps the views' augmentation with the
+            network on a CPU).
         encoder_variants: further encoders, by name: settings merged onto ``encoder``
             (default ``ntxent``: NT-Xent only, no groupings, for the ablation strategy
             ``ntxent_coreset``). Only the encoders the strategies use are trained.
@@ -619,9 +621,9 @@ class ActiveLearningExperiment:
                     raise ConfigError(f"{folder}: embeddings of another training pool; use a new output_dir")
                 model = None
             else:
+                kwargs = {"num_workers": self.num_workers, **_encoder_kwargs(settings)}
                 model = train_encoder(dataset, self.pool, folder, device=self.device, seed=self.settings["seed"],
-                                      num_workers=self.num_workers, progress=self.progress and not self._worker,
-                                      **_encoder_kwargs(settings))
+                                      progress=self.progress and not self._worker, **kwargs)
                 features = embed(model, dataset, device=self.device, progress=self.progress and not self._worker)
                 save_embeddings(folder, self.pool_ids, features)
             self._embeddings[(encoder, "backbone")] = features
@@ -653,7 +655,7 @@ def _encoder_kwargs(settings: Mapping) -> dict:
     """Map the bundle's encoder settings onto :func:`~alseg_monai.contrastive.train_encoder`."""
     from ..contrastive import ContrastiveObjective
 
-    settings = dict(settings)
+    settings = {k: v for k, v in settings.items() if not (k == "num_workers" and v is None)}
     weights = dict(settings.pop("weights", {}))
     temperature = settings.pop("temperature", 0.5)
     if weights or temperature != 0.5:

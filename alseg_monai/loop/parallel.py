@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import multiprocessing
+import sys
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING
@@ -40,8 +41,21 @@ def threads_per_worker(workers: int, threads: int | None = None) -> int:
     return max(1, int(threads) // max(1, int(workers)))
 
 
+def _exit_with_parent() -> None:
+    """Have Linux stop this worker when the process that started it dies (a killed run
+    must not leave its chains training on; the next run resumes them)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _init_worker(experiment: ActiveLearningExperiment, queue, level: int, threads: int) -> None:
     global _EXPERIMENT
+    _exit_with_parent()
     torch.set_num_threads(threads)
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
