@@ -2,30 +2,55 @@
 # Each sets itself up on a fresh machine: a virtualenv (.venv) unless one is
 # already active, torch first (the CPU wheel torch==2.13.0 only where no torch
 # is importable, so a user's own CUDA build is left alone), then this package.
+#
+# The MONAI Label app (monailabel/alseg) needs the `monailabel` extra, whose
+# dependencies pin numpy < 2 and jsonschema < 4: its tests run in a second
+# virtualenv, .venv-monailabel (MLVENV), made the same way, always (an active
+# env is left alone; MLPY=python runs them in it, if it has the extra).
+# `make test MONAILABEL=1` runs the main suite, then `make test-monailabel`;
+# plain `make test` (CI) the main suite only: that virtualenv is a 3.9 GB install.
 
 PYTHON ?= python3
 VENV ?= .venv
+MLVENV ?= .venv-monailabel
 PYTEST_ARGS ?=
+MLPYTEST_ARGS ?=
+MONAILABEL ?= 0
 
 ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
 PY := python
+VENV_PY :=
 else
 PY := $(VENV)/bin/python
+VENV_PY := $(PY)
 endif
+MLPY ?= $(MLVENV)/bin/python
 
 STAMP := $(dir $(PY)).alseg_monai.installed
+MLSTAMP := $(dir $(MLPY)).alseg_monai-monailabel.installed
 
-.PHONY: setup demo study test
+.PHONY: setup setup-monailabel demo study test test-monailabel
 
-$(PY):
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): setup.cfg setup.py | $(PY)
+$(STAMP): setup.cfg setup.py | $(VENV_PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+$(MLVENV)/bin/python:
+	$(PYTHON) -m venv $(MLVENV)
+
+# torch first, as above, so that the extra's torchvision pin keeps it.
+$(MLSTAMP): setup.cfg setup.py | $(filter $(MLVENV)/bin/python,$(MLPY))
+	@$(MLPY) -c "import torch" 2>/dev/null || $(MLPY) -m pip install "torch==2.13.0"
+	$(MLPY) -m pip install -q -e ".[monailabel,dev]"
+	@touch $(MLSTAMP)
+
+setup-monailabel: $(MLSTAMP)
 
 BUNDLE := bundles/slice_active_learning
 # The study's data config: phantom (cardiac cine MR) or abdomen_phantom (abdominal CT);
@@ -45,7 +70,16 @@ study: setup
 	$(RUN_BUNDLE) $(call configs,data/$(DATA).json cpu.json $(STUDY).json) --output_dir $(BUNDLE)/runs/$(STUDY)_$(DATA)
 
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that
-# matches nothing): report it instead of failing the run.
+# matches nothing): report it instead of failing the run. The main run leaves
+# tests/monailabel to test-monailabel (they skip without the extra anyway); both
+# parts run, and the first failure's exit status is make's.
 test: setup
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest $(PYTEST_ARGS) $(if $(filter 0,$(MONAILABEL)),,--ignore=tests/monailabel); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; \
+	ml=0; if [ "$(MONAILABEL)" != 0 ]; then $(MAKE) --no-print-directory test-monailabel; ml=$$?; fi; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$ml
+
+# The MONAI Label app's tests (a real `monailabel start_server`) in .venv-monailabel.
+test-monailabel: setup-monailabel
+	@$(MLPY) -m pytest tests/monailabel $(MLPYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; exit $$rc

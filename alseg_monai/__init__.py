@@ -8,6 +8,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import AlsegError, ConfigError, DataError, ResourceError, find_alseg_error
+from .errors import AlsegError, ConfigError, DataError, ResourceError
 
-__all__ = ["AlsegError", "ConfigError", "DataError", "ResourceError", "__version__", "find_alseg_error"]
+__all__ = ["AlsegError", "ConfigError", "DataError", "ResourceError", "__version__"]

@@ -25,15 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_summary, write_section  # noqa: E402
 
-from alseg_monai.contrastive import (  # noqa: E402
-    ContrastiveObjective,
-    GroupBatchSampler,
-    SetEpochHandler,
-    SimCLREncoder,
-    batch_group_ids,
-    build_contrastive_loader,
-    create_contrastive_trainer,
-)
+from alseg_monai.contrastive import ContrastiveObjective, GroupBatchSampler, SimCLREncoder  # noqa: E402
+from alseg_monai.contrastive.groups import batch_group_ids  # noqa: E402
+from alseg_monai.contrastive.handlers import SetEpochHandler  # noqa: E402
+from alseg_monai.contrastive.trainer import build_contrastive_loader, create_contrastive_trainer  # noqa: E402
 
 
 def synthetic_records(num_slices: int, volumes_per_patient: int, slices_per_volume: int) -> list[dict]:

@@ -58,15 +58,15 @@ def embedding_like(n: int, dim: int, seed: int = 0, latent: int = 32, slices_per
     return out
 
 
-def textbook_kcenter(features: np.ndarray, labeled: np.ndarray, budget: int) -> tuple[np.ndarray, float, float]:
+def textbook_kcenter(features: np.ndarray, labelled: np.ndarray, budget: int) -> tuple[np.ndarray, float, float]:
     """Sener and Savarese's implementation (sklearn ``pairwise_distances`` to every new centre).
 
     Returns (picks, seconds for the initial distances, seconds per pick).
     """
     start = time.perf_counter()
     mind = np.full(len(features), np.inf, np.float32)
-    for chunk in range(0, len(labeled), 100):  # the N x |L| matrix in slices of 100 columns
-        mind = np.minimum(mind, pairwise_distances(features, features[labeled[chunk : chunk + 100]]).min(1))
+    for chunk in range(0, len(labelled), 100):  # the N x |L| matrix in slices of 100 columns
+        mind = np.minimum(mind, pairwise_distances(features, features[labelled[chunk : chunk + 100]]).min(1))
     initial = time.perf_counter() - start
     picks = []
     start = time.perf_counter()
@@ -96,29 +96,29 @@ def one_pass_seconds(features: np.ndarray, repeats: int = 5) -> dict[str, float]
     return timings
 
 
-def time_ours(features: np.ndarray, labeled: np.ndarray, budget: int) -> tuple[np.ndarray, float, float]:
+def time_ours(features: np.ndarray, labelled: np.ndarray, budget: int) -> tuple[np.ndarray, float, float]:
     """(picks, seconds of the initial search (a 1-pick run), seconds per further pick)."""
     start = time.perf_counter()
-    kcenter_greedy(features, labeled, 1, device="cpu")
+    kcenter_greedy(features, labelled, 1, device="cpu")
     initial = time.perf_counter() - start
     start = time.perf_counter()
-    picks = kcenter_greedy(features, labeled, budget, device="cpu")
+    picks = kcenter_greedy(features, labelled, budget, device="cpu")
     total = time.perf_counter() - start
     return picks, initial, (total - initial) / max(1, budget - 1)
 
 
-def compare(name: str, features: np.ndarray, num_labeled: int, budget: int, baseline_picks: int) -> dict:
-    labeled = np.random.default_rng(1).choice(len(features), num_labeled, replace=False)
+def compare(name: str, features: np.ndarray, num_labelled: int, budget: int, baseline_picks: int) -> dict:
+    labelled = np.random.default_rng(1).choice(len(features), num_labelled, replace=False)
     passes = one_pass_seconds(features)
-    picks, initial, per_pick = time_ours(features, labeled, budget)
-    reference, ref_initial, ref_per_pick = textbook_kcenter(features, labeled, baseline_picks)
+    picks, initial, per_pick = time_ours(features, labelled, budget)
+    reference, ref_initial, ref_per_pick = textbook_kcenter(features, labelled, baseline_picks)
     same = int(np.sum(picks[:baseline_picks] == reference))
     ours_total = initial + per_pick * (budget - 1)
     ref_total = ref_initial + ref_per_pick * budget
     row = {
         "data": name,
         "shape": f"{features.shape[0]:,} x {features.shape[1]}",
-        "labeled": num_labeled,
+        "labelled": num_labelled,
         "picks": budget,
         "ours_s": ours_total,
         "ours_initial_s": initial,
@@ -137,21 +137,21 @@ def compare(name: str, features: np.ndarray, num_labeled: int, budget: int, base
     return row
 
 
-def peak_child(n: int, dim: int, num_labeled: int, budget: int) -> None:
+def peak_child(n: int, dim: int, num_labelled: int, budget: int) -> None:
     """Runs in a subprocess: prints JSON with its own peak RSS after a K-Center Greedy run."""
     start = time.perf_counter()
     features = embedding_like(n, dim, seed=3)
     generated = time.perf_counter() - start
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    labeled = np.random.default_rng(1).choice(n, num_labeled, replace=False)
+    labelled = np.random.default_rng(1).choice(n, num_labelled, replace=False)
     start = time.perf_counter()
-    picks = kcenter_greedy(features, labeled, budget, device="cpu")
+    picks = kcenter_greedy(features, labelled, budget, device="cpu")
     seconds = time.perf_counter() - start
     print(
         json.dumps(
             {
                 "shape": f"{n:,} x {dim}",
-                "labeled": num_labeled,
+                "labelled": num_labelled,
                 "picks": len(picks),
                 "distinct": len(set(picks.tolist())),
                 "seconds": seconds,
@@ -164,7 +164,7 @@ def peak_child(n: int, dim: int, num_labeled: int, budget: int) -> None:
     )
 
 
-def measure_peak(n: int, dim: int, num_labeled: int, budget: int) -> dict:
+def measure_peak(n: int, dim: int, num_labelled: int, budget: int) -> dict:
     command = [
         sys.executable,
         "-m",
@@ -172,7 +172,7 @@ def measure_peak(n: int, dim: int, num_labeled: int, budget: int) -> dict:
         "--peak-child",
         str(n),
         str(dim),
-        str(num_labeled),
+        str(num_labelled),
         str(budget),
     ]
     output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True, encoding="utf-8", errors="replace").stdout
@@ -206,7 +206,7 @@ def markdown(rows: list[dict], peak: dict, command: str) -> str:
     for r in rows:
         matvec = min(r["pass_ms"]["matvec (einsum)"], r["pass_ms"]["matvec (BLAS)"])
         lines.append(
-            f"| {r['data']} | {r['shape']} | {r['labeled']:,} | {r['picks']:,} | {r['ours_s']:.1f} | "
+            f"| {r['data']} | {r['shape']} | {r['labelled']:,} | {r['picks']:,} | {r['ours_s']:.1f} | "
             f"{r['ours_initial_s']:.1f} / {r['ours_per_pick_ms']:.2f} | {r['textbook_s_extrapolated']:.0f} | "
             f"{r['textbook_initial_s']:.1f} / {r['textbook_per_pick_ms']:.1f} | {r['speedup']:.0f}x total, "
             f"{r['per_pick_speedup']:.0f}x per pick | {r['identical_picks']} | "
@@ -215,7 +215,7 @@ def markdown(rows: list[dict], peak: dict, command: str) -> str:
         )
     lines += [
         "",
-        f"Large run (embedding-like, {peak['shape']}, {peak['labeled']:,} labelled, {peak['picks']:,} picks, in a "
+        f"Large run (embedding-like, {peak['shape']}, {peak['labelled']:,} labelled, {peak['picks']:,} picks, in a "
         f"subprocess): {peak['seconds']:.0f} s, peak RSS {peak['peak_rss_bytes'] / 2**30:.2f} GiB "
         f"(features {peak['features_bytes'] / 2**30:.2f} GiB; the process peaked at "
         f"{peak['peak_rss_before_bytes'] / 2**30:.2f} GiB before the run, imports and data generation included); "
@@ -228,7 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--labeled", type=int, default=1000)
+    parser.add_argument("--labelled", type=int, default=1000)
     parser.add_argument("--picks", type=int, default=5000)
     parser.add_argument("--baseline-picks", type=int, default=200, help="textbook picks timed (then extrapolated)")
     parser.add_argument("--gaussian-picks", type=int, default=1000, help="picks on the structureless worst case")
@@ -242,16 +242,16 @@ def main() -> None:
         peak_child(*args.peak_child)
         return
     rows = [
-        compare("embedding-like", embedding_like(args.n, args.dim), args.labeled, args.picks, args.baseline_picks),
+        compare("embedding-like", embedding_like(args.n, args.dim), args.labelled, args.picks, args.baseline_picks),
         compare(
             "Gaussian noise (worst case)",
             np.random.default_rng(0).standard_normal((args.n, args.dim), dtype=np.float32),
-            args.labeled,
+            args.labelled,
             args.gaussian_picks,
             min(args.baseline_picks, args.gaussian_picks),
         ),
     ]
-    peak = measure_peak(args.peak_n, args.peak_dim, args.labeled, args.peak_picks)
+    peak = measure_peak(args.peak_n, args.peak_dim, args.labelled, args.peak_picks)
     command = "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks.bench_kcenter " + " ".join(sys.argv[1:])
     text = markdown(rows, peak, command.strip())
     print(text)

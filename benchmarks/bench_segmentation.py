@@ -18,6 +18,7 @@ written to the "segmentation" section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 import tempfile
@@ -40,16 +41,10 @@ from alseg_monai.data import (  # noqa: E402
     read_dataset,
     split_dataset,
 )
-from alseg_monai.evaluation import evaluate_volumes  # noqa: E402
-from alseg_monai.segmentation import (  # noqa: E402
-    SupervisedSegLoss,
-    UNet2D,
-    create_train_loader,
-    create_trainer,
-    predict,
-    train_augmentation,
-    train_round,
-)
+from alseg_monai.evaluation import evaluate_volumes, predict  # noqa: E402
+from alseg_monai.segmentation import SupervisedSegLoss, UNet2D, train_augmentation, train_round  # noqa: E402
+from alseg_monai.segmentation.engines import create_trainer  # noqa: E402
+from alseg_monai.segmentation.trainer import create_train_loader  # noqa: E402
 from alseg_monai.utils import derive_seed  # noqa: E402
 
 
@@ -127,9 +122,12 @@ def run_throughput(data: dict, batch_size: int, iterations: int, blocks: int, se
     torch.manual_seed(seed)
     network = UNet2D(in_channels=1, num_classes=num_classes)
     loader = create_train_loader(train, train_augmentation("label", seed=seed), batch_size, seed=seed)
+    # The bundle's optimizer and lr_scheduler components (factories), as the bare loop's SGD.
+    sgd = functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=1e-4)
+    poly = functools.partial(torch.optim.lr_scheduler.PolynomialLR, power=0.9)
 
     def pipeline_block(n):
-        trainer = create_trainer(network, loader, SupervisedSegLoss(), n)
+        trainer = create_trainer(network, loader, SupervisedSegLoss(), n, optimizer=sgd, lr_scheduler=poly)
         seen = []
         trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append(e.state.output["image"].shape[0]))
         start = time.perf_counter()
@@ -140,7 +138,7 @@ def run_throughput(data: dict, batch_size: int, iterations: int, blocks: int, se
     images = torch.stack([item["image"] for item in items])
     labels = torch.stack([item["label"] for item in items])
     bare = UNet2D(in_channels=1, num_classes=num_classes)
-    optimizer = torch.optim.SGD(bare.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    optimizer = sgd(bare.parameters())
     loss = SupervisedSegLoss()
 
     def bare_block(n):

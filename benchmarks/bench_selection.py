@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from alseg_monai.selection import coregcn_select, typiclust_select
+from alseg_monai.selection.coregcn import coregcn_select
+from alseg_monai.selection.typiclust import typiclust_select
 from benchmarks.bench_kcenter import embedding_like
 
 
@@ -43,30 +44,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--labeled", type=int, default=1000)
+    parser.add_argument("--labelled", type=int, default=1000)
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--whole-pool", action="store_true", help="also run CoreGCN over the whole pool")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
 
     features = embedding_like(args.n, args.dim, seed=5)
-    labeled = np.random.default_rng(1).choice(args.n, args.labeled, replace=False)
-    clusters = min(args.labeled + args.budget, 500)
+    labelled = np.random.default_rng(1).choice(args.n, args.labelled, replace=False)
+    clusters = min(args.labelled + args.budget, 500)
     rows = [
         timed(
             f"TypiClust (k-means k = {clusters}, 25 iterations; typicality by faiss kNN per cluster)",
-            lambda: typiclust_select(features, labeled, args.budget, seed=0),
+            lambda: typiclust_select(features, labelled, args.budget, seed=0),
         ),
         timed(
-            f"CoreGCN, published graph ({args.labeled:,} labelled + 10,000 unlabelled nodes, 200 epochs)",
-            lambda: coregcn_select(features, labeled, args.budget, seed=0, subset_size=10_000),
+            f"CoreGCN, published graph ({args.labelled:,} labelled + 10,000 unlabelled nodes, 200 epochs)",
+            lambda: coregcn_select(features, labelled, args.budget, seed=0, subset_size=10_000),
         ),
     ]
     if args.whole_pool:
         rows.append(
             timed(
                 f"CoreGCN, whole pool ({args.n:,} nodes, 200 epochs)",
-                lambda: coregcn_select(features, labeled, args.budget, seed=0, subset_size=None),
+                lambda: coregcn_select(features, labelled, args.budget, seed=0, subset_size=None),
             )
         )
 
@@ -80,7 +81,7 @@ def main() -> None:
         f"Machine: {machine_summary()}; one core (`OMP_NUM_THREADS=1`).",
         "",
         f"Embedding-like features ({args.n:,} x {args.dim}, see `benchmarks/bench_kcenter.py`), "
-        f"{args.labeled:,} labelled, budget {args.budget:,}, published settings.",
+        f"{args.labelled:,} labelled, budget {args.budget:,}, published settings.",
         "",
         "| strategy | time (s) | picks (distinct) | process peak RSS (GiB) |",
         "|---|---|---|---|",

@@ -28,7 +28,6 @@ __all__ = [
     "RandErasingd",
     "RandGaussianBlurd",
     "RandResizedCropd",
-    "TwoViewsd",
     "paper_augmentation",
 ]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.networks import eval_mode
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
@@ -23,19 +24,16 @@ from ..errors import ConfigError, DataError
 from ..utils import (
     atomic_write_json,
     gather_rows,
-    is_main_process,
     main_process_only,
     read_json,
     save_npy_atomic,
     shard_indices,
 )
+from ..utils.progress import bar_disable
 from .networks import SimCLREncoder
 from .trainer import ENCODER_FILE
 
 __all__ = [
-    "EMBEDDINGS_FILE",
-    "EMBEDDING_IDS_FILE",
-    "PROJECTIONS_FILE",
     "embed",
     "load_embeddings",
     "project",
@@ -93,15 +91,11 @@ def embed(
     loader = DataLoader(
         shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=functools.partial(_stack_images, key=image_key)
     )
-    was_training = encoder.training
-    encoder.to(device).eval()
+    encoder.to(device)
     chunks = []
-    try:
-        with torch.inference_mode():
-            for images in tqdm(loader, desc="embed", disable=not (progress and is_main_process()), leave=False):
-                chunks.append(encoder.features(images.to(device)).float().cpu().numpy())
-    finally:
-        encoder.train(was_training)
+    with eval_mode(encoder), torch.inference_mode():
+        for images in tqdm(loader, desc="embed", disable=bar_disable(progress), leave=False):
+            chunks.append(encoder.features(images.to(device)).float().cpu().numpy())
     # A rank with no items (fewer items than ranks) sends no rows; gather_rows takes the width from the others.
     local = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros((0, 0), np.float32)
     return gather_rows(local, rows, len(dataset))

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import DataError
 
-__all__ = ["ROLE_ORDER", "batch_group_ids", "encode_ids"]
+__all__ = []
 
 # Members of a sampler group always come in this order (paper Algorithm 1, line 9).
 ROLE_ORDER = ("anchor", "adjacent", "volume", "patient")

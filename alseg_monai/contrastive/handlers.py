@@ -1,4 +1,4 @@
-"""ignite handlers of the encoder training: per-epoch redraws and atomic checkpoints."""
+"""ignite handlers of the encoder training: per-epoch redraws and resumable atomic checkpoints."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+import ignite.distributed as idist
 from ignite.engine import Engine, Events
+from ignite.handlers import DiskSaver
 from monai.data.utils import set_rnd
 from torch.utils.data import DataLoader
 
-from ..utils import AtomicDiskSaver, derive_seed
+from ..utils import derive_seed
 
-__all__ = ["AtomicDiskSaver", "AugmentationSeedHandler", "SetEpochHandler", "latest_checkpoint"]
+__all__ = []
 
 
 class _HasSetEpoch(Protocol):
@@ -62,6 +64,23 @@ class AugmentationSeedHandler:
         set_rnd(self.loader.dataset, derive_seed(self.seed, "augmentation", epoch))
 
 
+class ResumableDiskSaver(DiskSaver):
+    """ignite ``DiskSaver(dirname, atomic=True, require_empty=False)`` whose ``remove`` accepts a file already gone.
+
+    Kept because a run killed after ignite's ``Checkpoint`` removed the oldest file but
+    before the new one landed resumes with that file still listed; ignite's ``remove``
+    would then fail at the next epoch end. Written on rank 0 only, as ignite's.
+    """
+
+    def __init__(self, dirname: str | os.PathLike) -> None:
+        super().__init__(dirname, atomic=True, require_empty=False)
+
+    def remove(self, filename: str) -> None:
+        if idist.get_rank() == self.save_on_rank:
+            (self.dirname / filename).unlink(missing_ok=True)
+
+
+# Hand-written: ignite's Checkpoint lists its files in memory and MONAI's CheckpointLoader takes a path.
 def latest_checkpoint(dirname: str | os.PathLike, prefix: str = "checkpoint") -> Path | None:
     """The ``<prefix>_<step>.pt`` file of ``dirname`` with the largest step, or None."""
     pattern = re.compile(rf"{re.escape(prefix)}_(\d+)\.pt")

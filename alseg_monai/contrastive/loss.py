@@ -15,7 +15,7 @@ from torch.nn.modules.loss import _Loss
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["GroupNTXentLoss", "group_masks"]
+__all__ = ["GroupNTXentLoss"]
 
 
 def group_masks(groups: torch.Tensor, patients: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import ConfigError, DataError
 from .loss import GroupNTXentLoss
 
-__all__ = ["ContrastiveObjective", "LOSS_TERMS"]
+__all__ = ["ContrastiveObjective"]
 
 # Term names, as logged; the total is logged as "loss".
 LOSS_TERMS = ("ntxent", "patient", "volume", "slice")

@@ -19,7 +19,7 @@ from ..errors import ConfigError, DataError
 from ..utils import derive_seed
 from .groups import ROLE_ORDER
 
-__all__ = ["GROUPINGS", "GroupBatchSampler", "paper_batch_size"]
+__all__ = ["GroupBatchSampler"]
 
 # Grouping name -> the role of the member it adds to every group.
 GROUPINGS = {"slice": "adjacent", "volume": "volume", "patient": "patient"}

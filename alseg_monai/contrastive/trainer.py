@@ -11,9 +11,12 @@ atomic per-epoch checkpoints) and :func:`resume_from_checkpoint`.
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +43,16 @@ from ..utils import (
     torch_save_atomic,
     world_size,
 )
+from ..utils.fresh import build_network
+from ..utils.progress import bar_disable
 from .augment import TwoViewsd
 from .groups import batch_group_ids
-from .handlers import AtomicDiskSaver, AugmentationSeedHandler, SetEpochHandler, latest_checkpoint
+from .handlers import AugmentationSeedHandler, ResumableDiskSaver, SetEpochHandler, latest_checkpoint
 from .networks import SimCLREncoder
 from .objective import ContrastiveObjective
 from .sampler import GroupBatchSampler
 
-__all__ = [
-    "ENCODER_FILE",
-    "attach_training_handlers",
-    "build_contrastive_loader",
-    "create_contrastive_trainer",
-    "resume_from_checkpoint",
-    "train_encoder",
-]
+__all__ = ["EncoderSpec", "train_encoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +186,7 @@ def attach_training_handlers(
         _attach_logging(engine, output_dir, progress, tensorboard, log_every)
     checkpoint = Checkpoint(
         dict(to_save),
-        AtomicDiskSaver(output_dir),
+        ResumableDiskSaver(output_dir),
         n_saved=keep_checkpoints,
         global_step_transform=lambda eng, _: eng.state.epoch,
         filename_pattern="{name}_{global_step}.{ext}",
@@ -210,7 +208,7 @@ def _attach_logging(engine: Engine, output_dir: str | os.PathLike, progress: boo
         board.attach(engine)
         engine.add_event_handler(Events.COMPLETED, lambda _: board.close())
     if progress:
-        ProgressBar(persist=False).attach(engine, output_transform=lambda out: {"loss": out["loss"]})
+        ProgressBar(persist=False, disable=bar_disable(True)).attach(engine, output_transform=lambda out: {"loss": out["loss"]})
 
 
 def resume_from_checkpoint(output_dir: str | os.PathLike, to_load: Mapping[str, Any]) -> Path | None:
@@ -250,6 +248,8 @@ def train_encoder(
     num_workers: int = 0,
     amp: bool | None = None,
     feature_dim: int = 512,
+    sampler: Callable[..., GroupBatchSampler] | None = None,
+    optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     resume: bool = True,
     progress: bool = True,
     log_every: int = 10,
@@ -289,6 +289,9 @@ def train_encoder(
         amp: mixed precision; default: on for CUDA.
         feature_dim: width of the default encoder's features (512: the paper's ResNet-18;
             a smaller multiple of 8 narrows every layer, for CPU runs).
+        sampler: ``sampler(records, seed=, num_replicas=, rank=) -> GroupBatchSampler`` (a
+            bundle's ``sampler`` component); default one of ``batch_size`` and ``groupings``.
+        optimizer: ``optimizer(parameters)``; default Adam with ``lr`` and ``weight_decay``.
         resume: continue from the latest checkpoint in ``output_dir`` when there is one.
         progress: show a progress bar.
         log_every: log the loss terms every this many iterations.
@@ -312,8 +315,9 @@ def train_encoder(
         clean_stale_temp_files(output_dir)
 
     objective = objective if objective is not None else ContrastiveObjective()
-    sampler = GroupBatchSampler(records, batch_size, groupings=groupings, seed=derive_seed(seed, "sampler"),
-                                num_replicas=world_size(), rank=rank())
+    if sampler is None:
+        sampler = functools.partial(GroupBatchSampler, batch_size=batch_size, groupings=groupings)
+    sampler = sampler(records, seed=derive_seed(seed, "sampler"), num_replicas=world_size(), rank=rank())
     if "slice" in objective.active_terms and "adjacent" not in sampler.roles:
         raise ConfigError("train_encoder: slice_weight > 0 needs 'slice' in groupings (adjacent-slice pairs in the batch)")
     if len(sampler) == 0:
@@ -323,7 +327,9 @@ def train_encoder(
         )
     if encoder is None:
         encoder = _seeded_encoder(dataset, seed, feature_dim)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer is None:
+        optimizer = functools.partial(torch.optim.Adam, lr=lr, weight_decay=weight_decay)
+    optimizer = optimizer(encoder.parameters())
     augmentation_seed = rank_seed(seed)
     loader = build_contrastive_loader(dataset, sampler, augmentation, num_workers=num_workers, seed=augmentation_seed)
     engine = create_contrastive_trainer(encoder, objective, optimizer, sampler.roles, device=device, amp=amp)
@@ -358,3 +364,58 @@ def _seeded_encoder(dataset: Dataset, seed: int, feature_dim: int = 512) -> SimC
         torch.manual_seed(derive_seed(seed, "encoder"))
         return SimCLREncoder(in_channels=int(torch.as_tensor(first["image"]).shape[0]), feature_dim=int(feature_dim))
 
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything that trains one contrastive encoder of an experiment (an entry of the
+    bundle's ``encoders``): the paper's GCL encoder, or its NT-Xent-only ablation.
+
+    Attributes:
+        network: the encoder (``encoder_def``): a module, or a factory (``"_mode_":
+            "partial"``), built fresh from the run's seed (see
+            :func:`~alseg_monai.segmentation.build_network`).
+        loss: the contrastive objective (``contrastive_loss``, paper Eq. 5).
+        sampler: ``sampler(records, seed=, num_replicas=, rank=)`` (``sampler``, a
+            :class:`GroupBatchSampler` factory with its groupings and batch size).
+        epochs: training epochs (paper 100).
+        optimizer: ``optimizer(parameters)`` (paper Adam, lr 3e-4, weight decay 1e-6).
+        transforms: one view's augmentation (``contrastive_transforms``); None: the paper's.
+        num_workers: loader workers of its training (None: the experiment's).
+    """
+
+    network: Any
+    loss: ContrastiveObjective
+    sampler: Callable[..., GroupBatchSampler]
+    epochs: int
+    optimizer: Callable[..., torch.optim.Optimizer]
+    transforms: Callable | None = None
+    num_workers: int | None = None
+
+    def groupings(self) -> tuple[str, ...]:
+        """The sampler's groupings (``patient``, ``volume``, ``slice``)."""
+        return tuple(getattr(self.sampler, "keywords", {}).get("groupings", ("patient", "volume")))
+
+    def without_patient_grouping(self) -> EncoderSpec:
+        """This encoder without the patient grouping and its loss term: on datasets with one
+        volume per patient the patient group is the volume group (the paper drops it)."""
+        if not isinstance(self.sampler, functools.partial):
+            raise ConfigError("an encoder's sampler must be a functools.partial of GroupBatchSampler (a bundle "
+                              '"_mode_": "callable" component) to drop its patient grouping')
+        groupings = [g for g in self.groupings() if g != "patient"]
+        sampler = functools.partial(self.sampler.func, *self.sampler.args,
+                                    **{**self.sampler.keywords, "groupings": groupings})
+        weights = {f"{k}_weight": (0.0 if k == "patient" else v) for k, v in self.loss.weights.items()}
+        loss = ContrastiveObjective(**weights, temperature=self.loss.loss.temperature,
+                                    symmetric=self.loss.loss.symmetric)
+        return replace(self, sampler=sampler, loss=loss)
+
+    def train(self, dataset: Dataset, records: Sequence[Mapping], output_dir: str | os.PathLike, seed: int,
+              device: str | torch.device = "cpu", num_workers: int = 0, progress: bool = True) -> SimCLREncoder:
+        """Train (or resume, or load) this encoder in ``output_dir``: :func:`train_encoder`."""
+        return train_encoder(
+            dataset, records, output_dir, epochs=int(self.epochs), objective=self.loss, augmentation=self.transforms,
+            encoder=build_network(self.network, derive_seed(seed, "encoder")), seed=seed, device=device,
+            num_workers=num_workers if self.num_workers is None else int(self.num_workers), progress=progress,
+            sampler=self.sampler, optimizer=self.optimizer,
+        )

@@ -43,9 +43,10 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..utils import atomic_write_json, derive_seed
+from ..utils.progress import bar_disable
 from .synthetic import GeneratedDataset, centred_affine, ellipse_distance, paint, write_nifti
 
-__all__ = ["ABDOMEN_WINDOW", "make_abdomen_phantom"]
+__all__ = ["make_abdomen_phantom"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def make_abdomen_phantom(
     names = [f"patient{number:03d}" for number in range(1, num_patients + 1)]
     _DATASET.start(root, params, names, overwrite)
     info, items = {}, []
-    for number, name in enumerate(tqdm(names, desc="abdomen phantom", unit="patient", disable=not progress), 1):
+    for number, name in enumerate(tqdm(names, desc="abdomen phantom", unit="patient", disable=bar_disable(progress)), 1):
         rng = np.random.default_rng(derive_seed(seed, "abdomen", number))
         spec = _sample_patient(rng, image_size, params["slices"])
         image, label = _render(spec, image_size, np.random.default_rng(derive_seed(seed, "abdomen", number, "noise")))

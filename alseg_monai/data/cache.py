@@ -22,12 +22,13 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import DataError, find_alseg_error
+from ..errors import ConfigError, DataError, find_alseg_error
 from ..utils.io import atomic_write_bytes
+from ..utils.progress import bar_disable
 from .records import DatasetIndex
 from .transforms import volume_preprocessing
 
-__all__ = ["SliceCache", "SliceDataset", "VolumeDataset", "DEFAULT_INTENSITY"]
+__all__ = ["SliceCache", "SliceDataset", "VolumeDataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,11 @@ class SliceCache:
         ignore_index: the scribble "unannotated" value.
         intensity: normalisation mode (see :func:`~alseg_monai.data.normalise_intensity`).
         intensity_options: its options (``percentile``, ``window``, ``scale``).
+        preprocessing: the per-volume transform (volume record -> arrays, e.g. the bundle's
+            ``val_transforms``); default :func:`~alseg_monai.data.volume_preprocessing` of
+            the settings above.
+        preprocessing_key: a JSON-able description of ``preprocessing`` (e.g. its bundle
+            config), part of the persistent cache's key.
         cache_dir: optional folder for a persistent cache (one ``.npz`` per volume, keyed by
             a hash of the record, the files' sizes and times, and the settings).
         progress: show a progress bar while loading.
@@ -77,6 +83,8 @@ class SliceCache:
         intensity_options: Mapping | None = None,
         cache_dir: str | os.PathLike | None = None,
         progress: bool = True,
+        preprocessing: Any = None,
+        preprocessing_key: Any = None,
     ) -> None:
         self.image_size = int(image_size)
         self.num_classes = int(num_classes)
@@ -88,13 +96,19 @@ class SliceCache:
             "intensity": intensity,
             "intensity_options": dict(intensity_options or {}),
         }
+        if preprocessing is not None:
+            if preprocessing_key is None:
+                raise ConfigError("SliceCache: give preprocessing_key, a JSON-able description of the preprocessing "
+                                  "transform, so that a persistent cache is rebuilt when it changes")
+            self._settings = {"image_size": self.image_size, "num_classes": self.num_classes,
+                              "ignore_index": ignore_index, "preprocessing": preprocessing_key}
         self.cache_dir = Path(cache_dir) if cache_dir else None
         # The transform chain is a local, not an attribute: MONAI's set_rnd walks a dataset's
         # attributes, and a Randomizable kept here would shift the augmentation seeds of
         # datasets built on this cache depending on whether it was loaded from disk.
-        transform: list = []  # built on the first cache miss
+        transform: list = [] if preprocessing is None else [preprocessing]  # default built on the first miss
         self._volumes: dict[str, dict[str, Any]] = {}
-        for record in tqdm(list(volumes), desc="loading volumes", unit="vol", disable=not progress):
+        for record in tqdm(list(volumes), desc="loading volumes", unit="vol", disable=bar_disable(progress)):
             self._volumes[record["id"]] = self._load(record, transform)
 
     @classmethod

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["GEOMETRY_TOLERANCES", "Grid", "GridDifference", "grid_difference", "resample_to_grid"]
+__all__ = []
 
 GEOMETRY_TOLERANCES = {"spacing": 1e-4, "origin": 1e-2, "direction": 1e-4}
 _TOLERANCE_TEXT = {

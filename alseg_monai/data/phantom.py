@@ -52,17 +52,11 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..utils import atomic_write_text, derive_seed
+from ..utils.progress import bar_disable
 from .scribbles import scribble_from_mask
 from .synthetic import MANIFEST, GeneratedDataset, centred_affine, ellipse_distance, paint, write_nifti
 
-__all__ = [
-    "PHANTOM_GROUPS",
-    "PHANTOM_MANIFEST",
-    "make_phantom",
-    "mean_pairwise_deviation",
-    "normalise_volume",
-    "slice_deviation_statistics",
-]
+__all__ = ["make_phantom"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +160,7 @@ def make_phantom(
     names = [f"patient{number:03d}" for number in range(1, num_patients + 1)]
     _DATASET.start(root, params, names, overwrite)
     frames = {}
-    for number, name in enumerate(tqdm(names, desc="phantom", unit="patient", disable=not progress), start=1):
+    for number, name in enumerate(tqdm(names, desc="phantom", unit="patient", disable=bar_disable(progress)), start=1):
         spec = _sample_patient(np.random.default_rng(derive_seed(seed, "patient", number)), image_size, params["slices"])
         _write_patient(root / name, name, spec, image_size, seed)
         frames[name] = {"ES": spec.es_frame, "num_slices": spec.num_slices}

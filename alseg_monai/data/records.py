@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import DataError
 
-__all__ = ["CLASS_NAMES", "DatasetIndex", "class_names", "make_slice_records", "natural_key", "slice_id"]
+__all__ = ["DatasetIndex", "natural_key"]
 
 # Foreground class names (labels 1..K-1) of each dataset kind.
 CLASS_NAMES = {

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .records import DatasetIndex
 
-__all__ = ["SPLIT_NAMES", "resolve_patient_list", "split_dataset", "split_patients"]
+__all__ = ["split_dataset"]
 
 logger = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "val", "test")

@@ -20,9 +20,10 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..utils import atomic_write_bytes, atomic_write_json, read_json
+from ..utils import atomic_write_json, read_json
+from ..utils.io import atomic_write_bytes
 
-__all__ = ["MANIFEST", "GeneratedDataset", "centred_affine", "ellipse_distance", "paint", "write_nifti"]
+__all__ = []
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,9 @@ from ..errors import ConfigError
 from .volume_io import load_volume_arrays
 
 __all__ = [
-    "INTENSITY_MODES",
     "LoadVolumed",
     "ResizeSlicesd",
     "VolumeIntensityd",
-    "normalise_intensity",
-    "volume_preprocessing",
 ]
 
 INTENSITY_MODES = ("percentile", "zscore", "window", "minmax", "none")

@@ -29,18 +29,10 @@ from ..errors import DataError
 from .geometry import Grid, resample_to_grid
 from .records import natural_key
 
-__all__ = [
-    "LOADERS",
-    "check_label_values",
-    "dicom_series_files",
-    "load_volume_arrays",
-    "probe_image_shape",
-    "read_array",
-    "read_grid",
-    "read_header",
-    "read_mask_stack",
-]
+__all__ = ["check_label_values", "read_array"]
 
+# Not MONAI's LoadImage: NibabelReader rewrites the affine of a file whose pixdim disagrees with
+# its sform (grids would move), and ITKReader needs itk, not a dependency (SimpleITK is).
 _ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
 

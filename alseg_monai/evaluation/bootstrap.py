@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["bootstrap_error", "bootstrap_means"]
+__all__ = ["bootstrap_error"]
 
 UNITS = ("volume", "slice")
 _CHUNK = 256

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["LABEL_KINDS", "annotation_cost", "cumulative_costs", "volume_cost"]
+__all__ = ["annotation_cost"]
 
 LABEL_KINDS = ("full", "scribble")
 SCRIBBLE_COST = 1.0 / 15.0

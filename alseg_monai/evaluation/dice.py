@@ -19,7 +19,7 @@ from monai.metrics import compute_dice
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["CONVENTIONS", "mean_over_classes", "volume_dice"]
+__all__ = ["mean_over_classes", "volume_dice"]
 
 CONVENTIONS = ("paper", "monai")
 

@@ -23,11 +23,11 @@ import numpy as np
 from torch import nn
 
 from ..errors import DataError
-from ..segmentation.inference import predict, save_prediction_nifti
 from ..utils import atomic_write_text, gather_rows, main_process_only, shard_indices
 from .dice import mean_over_classes, volume_dice
+from .inference import predict, save_prediction_nifti
 
-__all__ = ["VolumeEvaluation", "evaluate_volumes", "write_dice_csv"]
+__all__ = ["evaluate_volumes"]
 
 _REQUIRED_KEYS = ("image", "label_original", "spatial_shape", "id")
 

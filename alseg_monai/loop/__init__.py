@@ -1,36 +1,41 @@
-"""The AL loop: budgets, oracles, on-disk state, the experiment and its report."""
+"""The AL loop: the experiment composed from the bundle's components, one loop per
+(strategy, repeat), oracles, budgets, on-disk state, workflows and the report."""
 
 from __future__ import annotations
 
-from .budgets import DAVIS_BUDGETS, DEFAULT_BUDGETS, PRETRAINED_BUDGETS, check_budgets, round_sizes
-from .config import check_bundle_overrides, check_keys
-from .experiment import ActiveLearningExperiment, AnnotationPending, StrategySpec
-from .models import load_round_models
-from .oracle import HumanOracle, SimulatedOracle
-from .report import write_run_report
-from .state import RoundPaths, RunPaths, check_settings
-from .workflows import evaluate_checkpoint, read_labeled_list, segment_volumes, train_labeled_round
+from .config import check_bundle_overrides, load_config, load_experiment
+from .data import ExperimentData
+from .experiment import ActiveLearningExperiment
+from .loop import ActiveLearningLoop, Oracle, RoundTraining
+from .models import load_round_models, load_state
+from .oracle import AnnotationPending, HumanOracle, SimulatedOracle
+from .workflows import (
+    ResizeToSourced,
+    TestDiceSaver,
+    inference_datalist,
+    load_round_network,
+    read_labelled_list,
+    round_kind,
+)
 
 __all__ = [
-    "DAVIS_BUDGETS",
-    "DEFAULT_BUDGETS",
-    "PRETRAINED_BUDGETS",
     "ActiveLearningExperiment",
+    "ActiveLearningLoop",
     "AnnotationPending",
+    "ExperimentData",
     "HumanOracle",
-    "RoundPaths",
-    "RunPaths",
+    "Oracle",
+    "ResizeToSourced",
+    "RoundTraining",
     "SimulatedOracle",
-    "StrategySpec",
-    "check_budgets",
+    "TestDiceSaver",
     "check_bundle_overrides",
-    "check_keys",
-    "check_settings",
-    "evaluate_checkpoint",
+    "inference_datalist",
+    "load_config",
+    "load_experiment",
     "load_round_models",
-    "read_labeled_list",
-    "round_sizes",
-    "segment_volumes",
-    "train_labeled_round",
-    "write_run_report",
+    "load_round_network",
+    "load_state",
+    "read_labelled_list",
+    "round_kind",
 ]

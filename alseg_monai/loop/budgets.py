@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError
 
-__all__ = ["DEFAULT_BUDGETS", "DAVIS_BUDGETS", "PRETRAINED_BUDGETS", "check_budgets", "round_sizes"]
+__all__ = []
 
 DEFAULT_BUDGETS = (0.02, 0.03, 0.04, 0.05, 0.10, 0.15, 0.20, 0.40)
 DAVIS_BUDGETS = (0.10, 0.20, 0.30, 0.40)

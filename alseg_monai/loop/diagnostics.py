@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["pick_diagnostics", "relative_position"]
+__all__ = []
 
 
 def relative_position(z: int, depth: int) -> float:

@@ -1,9 +1,11 @@
-"""Oracles: who reveals the annotation of a selected slice.
+"""Oracles: who reveals the annotation of a selected slice (the loop's
+:class:`~alseg_monai.loop.loop.Oracle` protocol: ``annotate(rounds)``).
 
 :class:`SimulatedOracle` (the default for experiments) reveals the dataset's own masks
 or scribbles, synthesising scribbles from masks where a dataset has none.
 :class:`HumanOracle` exports each round's picks for an expert (a CSV and, per volume, a
-NIfTI mask of the slices to annotate) and imports the expert's label files.
+NIfTI mask of the slices to annotate), waits for the expert's label files and imports
+them; while they are missing it stops the run with :class:`AnnotationPending`.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,15 +25,20 @@ from ..data import SliceCache
 from ..data.scribbles import scribble_from_mask
 from ..data.transforms import ResizeSlicesd
 from ..data.volume_io import check_label_values, read_array
-from ..errors import DataError
+from ..errors import AlsegError, DataError
+from ..utils import broadcast_object, is_main_process
 from ..utils.io import atomic_write_bytes, atomic_write_text
 from ..utils.seed import derive_seed
 
-__all__ = ["HumanOracle", "SimulatedOracle"]
+__all__ = ["AnnotationPending", "HumanOracle", "SimulatedOracle"]
 
 logger = logging.getLogger(__name__)
 
 Annotations = dict[str, dict[str, np.ndarray]]
+
+
+class AnnotationPending(AlsegError):
+    """A human annotation is awaited: the run stops cleanly and resumes when it is there."""
 
 
 class SimulatedOracle:
@@ -62,7 +71,11 @@ class SimulatedOracle:
         self.synthesize_scribbles = synthesize_scribbles
         self.seed = seed
 
-    def annotate(self, records: Sequence[Mapping]) -> Annotations:
+    def annotate(self, rounds: Sequence[tuple[Sequence[Mapping], Any]]) -> Annotations:
+        """Annotations of every round's records (the loop's protocol); see :meth:`reveal`."""
+        return self.reveal([record for records, _ in rounds for record in records])
+
+    def reveal(self, records: Sequence[Mapping]) -> Annotations:
         """Annotations of ``records`` that the cache does not already hold (synthetic
         scribbles); checks every slice can be annotated.
 
@@ -108,14 +121,48 @@ class HumanOracle:
         num_classes: classes, background included.
         label_kind: ``full`` or ``scribble`` (scribbles may use ``ignore_index``).
         ignore_index: the scribble "unannotated" value.
+        volumes: volume id -> volume record of the training pool (the request names
+            each volume's source file).
+        wait: seconds to wait for the expert's files before stopping the run (0: stop
+            at once); the run resumes where it stopped when run again.
     """
 
-    def __init__(self, cache: SliceCache, num_classes: int, label_kind: str = "full", ignore_index: int = 4) -> None:
+    def __init__(self, cache: SliceCache, num_classes: int, label_kind: str = "full", ignore_index: int = 4,
+                 volumes: Mapping[str, Mapping] | None = None, wait: float = 0.0) -> None:
         self.cache = cache
         self.num_classes = num_classes
         self.key = "label" if label_kind == "full" else "scribble"
         self.ignore_index = ignore_index
+        self.volumes = dict(volumes or {})
+        self.wait = float(wait)
         self._resize = ResizeSlicesd(("label",), cache.image_size)
+
+    def annotate(self, rounds: Sequence[tuple[Sequence[Mapping], Any]]) -> Annotations:
+        """Every round's annotations (the loop's protocol): each round's request is
+        exported once, and its files are awaited up to ``wait`` seconds, then loaded.
+
+        Raises:
+            AnnotationPending: files are still missing when the wait ends.
+        """
+        annotations: Annotations = {}
+        for records, paths in rounds:
+            annotations.update(self._round(list(records), paths))
+        return annotations
+
+    def _round(self, records: list[Mapping], paths) -> Annotations:
+        if is_main_process() and not (paths.request_dir / "request.csv").is_file():
+            self.export(records, self.volumes, paths.request_dir)
+        deadline = time.monotonic() + self.wait
+        # Rank 0 looks for the expert's files and tells the others, so all ranks stop or go on together.
+        while missing := broadcast_object(self.missing(records, paths.annotation_dir) if is_main_process() else None):
+            if broadcast_object(time.monotonic() >= deadline):
+                raise AnnotationPending(
+                    f"waiting for annotations: the slices listed in {paths.request_dir / 'request.csv'} need labels; "
+                    f"write {len(missing)} label file(s) such as {missing[0]} (the source image's grid, "
+                    f"labels 0..{self.num_classes - 1} on the requested slices) and run the same command again"
+                )
+            time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+        return self.load(records, paths.annotation_dir)
 
     def export(self, records: Sequence[Mapping], volumes: Mapping[str, Mapping], request_dir: Path) -> Path:
         """Write the annotation request for ``records``; returns ``request.csv``."""

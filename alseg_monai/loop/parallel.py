@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import multiprocessing
+import pickle
 import sys
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -28,7 +29,7 @@ import torch
 if TYPE_CHECKING:
     from .experiment import ActiveLearningExperiment
 
-__all__ = ["run_chains", "threads_per_worker"]
+__all__ = []
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,10 @@ def _exit_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _init_worker(experiment: ActiveLearningExperiment, queue, level: int, threads: int) -> None:
+def _init_worker(pickled: bytes, queue, level: int, threads: int) -> None:
     global _EXPERIMENT
     _exit_with_parent()
+    experiment = pickle.loads(pickled)
     torch.set_num_threads(threads)
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
@@ -87,7 +89,7 @@ def run_chains(experiment: ActiveLearningExperiment, chains: Sequence[tuple[int,
                 len(chains), workers, threads)
     listener.start()
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(experiment, queue, root.getEffectiveLevel(), threads))
+                               initargs=(_pickled(experiment), queue, root.getEffectiveLevel(), threads))
     completed = False
     try:
         futures = [pool.submit(_run_chain, index, repeat) for index, repeat in chains]
@@ -105,6 +107,12 @@ def run_chains(experiment: ActiveLearningExperiment, chains: Sequence[tuple[int,
             _terminate(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         listener.stop()
+
+
+def _pickled(experiment: ActiveLearningExperiment) -> bytes:
+    # Plain pickle, not multiprocessing's: its torch reductions hand tensors over through
+    # shared-memory file descriptors, which fail for the empty tensors of some components.
+    return pickle.dumps(experiment)
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:

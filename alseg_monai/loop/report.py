@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -25,17 +25,15 @@ from ..report import (
 from ..report.tables import error_note
 from ..utils.io import read_json
 
-if TYPE_CHECKING:
-    from .experiment import ActiveLearningExperiment
-
-__all__ = ["write_run_report"]
+__all__ = []
 
 logger = logging.getLogger(__name__)
 
-def write_run_report(experiment: ActiveLearningExperiment, rows: Sequence[dict]) -> str:
-    """Write every report file of ``experiment``'s run directory; returns the results table."""
+def write_run_report(experiment: Any, rows: Sequence[dict]) -> str:
+    """Write every report file of an :class:`~alseg_monai.loop.ActiveLearningExperiment`'s
+    run directory (``rows``: its round metrics); returns the results table."""
     paths = experiment.paths
-    names = experiment.index.class_names
+    names = experiment.data.index.class_names
     write_results_csv(rows, paths.results_csv, names)
     per_volume: dict[tuple[str, float], list[list[float]]] = defaultdict(list)
     for row in rows:
@@ -46,7 +44,7 @@ def write_run_report(experiment: ActiveLearningExperiment, rows: Sequence[dict])
     repeats = experiment.settings["repeats"]
     write_results_md(
         paths.results_md, table,
-        title=f"3D Dice (%) on the test split of {experiment.index.kind} ({experiment.settings['dataset_dir']})",
+        title=f"3D Dice (%) on the test split of {experiment.data.index.kind} ({experiment.settings['dataset_dir']})",
         notes=[
             f"Mean over {repeats} repeat(s) of the test Dice of each round's best-on-validation model. "
             + error_note(repeats, unit),
@@ -57,7 +55,7 @@ def write_run_report(experiment: ActiveLearningExperiment, rows: Sequence[dict])
     plot_picks(_selection_records(experiment), paths.picks_png)
     if repeats > 1 and any(spec.name == "random" for spec in experiment.specs):
         write_study_report(rows, paths.root, title=f"Strategies against Random over {repeats} repeats "
-                           f"({experiment.index.kind}, {experiment.settings['dataset_dir']})",
+                           f"({experiment.data.index.kind}, {experiment.settings['dataset_dir']})",
                            notes=[f"Labels: {_label_kinds(experiment)}. Every repeat shares the split and its "
                                   "training seeds across strategies; the difference is paired by repeat."])
     _embedding_plot(experiment)
@@ -66,7 +64,7 @@ def write_run_report(experiment: ActiveLearningExperiment, rows: Sequence[dict])
     return table
 
 
-def _selection_records(experiment: ActiveLearningExperiment) -> list[dict]:
+def _selection_records(experiment: Any) -> list[dict]:
     records = []
     for spec in experiment.specs:
         for repeat in range(experiment.settings["repeats"]):
@@ -77,7 +75,7 @@ def _selection_records(experiment: ActiveLearningExperiment) -> list[dict]:
     return records
 
 
-def _label_kinds(experiment: ActiveLearningExperiment) -> str:
+def _label_kinds(experiment: Any) -> str:
     """'full masks' when every line of the table used them, else each line's kind and unit."""
     kinds = {(spec.label_kind, spec.unit) for spec in experiment.specs}
     if kinds == {("full", "slice")}:
@@ -85,7 +83,7 @@ def _label_kinds(experiment: ActiveLearningExperiment) -> str:
     return ", ".join(f"{spec.name}: {spec.label_kind} ({spec.unit}s)" for spec in experiment.specs)
 
 
-def _embedding_plot(experiment: ActiveLearningExperiment) -> None:
+def _embedding_plot(experiment: Any) -> None:
     if not (experiment.paths.encoder / "embeddings.npy").is_file():
         return
     features = experiment.embeddings()
@@ -98,24 +96,23 @@ def _embedding_plot(experiment: ActiveLearningExperiment) -> None:
     plot_embeddings(features, experiment.paths.embeddings_png, seed=experiment.settings["seed"], highlight=highlight)
 
 
-def _overlay_plot(experiment: ActiveLearningExperiment) -> None:
+def _overlay_plot(experiment: Any) -> None:
     """Truth and each strategy's last-round prediction on the hardest test slice of the
     first strategy (the slice with most wrongly labelled pixels)."""
-    from ..segmentation import predict
-    from .models import load_model
+    from ..evaluation import predict
+    from .models import load_state
 
     last = len(experiment.budgets) - 1
     models = {}
     for spec in experiment.specs:
         paths = experiment.paths.round(spec.name, 0, last)
         if paths.training.is_file():
-            summary = read_json(paths.training)
-            models[spec.name] = load_model(paths.models / "best_model.pt", summary["network_spec"])
+            models[spec.name] = load_state(experiment.trainer(spec).build(), paths.models / "best_model.pt")
     if not models:
         return
     first = next(iter(models))
     worst = None
-    for item in experiment.test_volumes:
+    for item in experiment.data.test_volumes:
         truth = item["label_original"].numpy()
         prediction = predict(models[first], item["image"], item["spatial_shape"])
         errors = (prediction != truth).sum(axis=(0, 1))
@@ -131,7 +128,7 @@ def _overlay_plot(experiment: ActiveLearningExperiment) -> None:
                  title=f"{item['id']} slice {z} at {100 * experiment.budgets[last]:g} % labelled")
 
 
-def _original_size_slice(experiment: ActiveLearningExperiment, item: dict, z: int) -> np.ndarray:
+def _original_size_slice(experiment: Any, item: dict, z: int) -> np.ndarray:
     """The slice image resized back to the stored size, for display under the labels."""
     import torch
 

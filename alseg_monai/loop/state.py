@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..utils.io import atomic_write_json, read_json
 
-__all__ = ["RoundPaths", "RunPaths", "check_settings"]
+__all__ = []
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 from ..selection.typiclust import kmeans_labels
 from ..utils.io import atomic_write_bytes
 
-__all__ = ["plot_curves", "plot_embeddings", "plot_overlay", "plot_picks", "pca_2d"]
+__all__ = ["plot_curves", "plot_embeddings", "plot_overlay", "plot_picks"]
 
 
 def _subplots(ncols: int, figsize: tuple[float, float]):

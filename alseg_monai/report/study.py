@@ -20,7 +20,7 @@ from ..evaluation.repeats import Interval, mean_interval, paired_difference
 from ..utils.io import atomic_write_text
 from .plots import _save, _subplots
 
-__all__ = ["StudyCell", "format_study_tables", "plot_study", "summarize_study", "write_study_report"]
+__all__ = ["write_study_report"]
 
 
 @dataclass(frozen=True)

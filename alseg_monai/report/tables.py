@@ -17,7 +17,7 @@ from ..evaluation import bootstrap_error
 from ..evaluation.repeats import mean_interval
 from ..utils.io import atomic_write_text
 
-__all__ = ["RESULT_COLUMNS", "error_note", "format_results_table", "write_results_csv", "write_results_md"]
+__all__ = ["error_note", "format_results_table", "write_results_csv", "write_results_md"]
 
 RESULT_COLUMNS = (
     "strategy",

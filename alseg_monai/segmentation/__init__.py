@@ -1,79 +1,32 @@
-"""Per-round segmentation: networks, losses, ignite engines and handlers, volume inference."""
+"""Per-round segmentation: networks, losses, ignite engines and handlers."""
 
 from __future__ import annotations
 
-# inference before engines: evaluation.volumes imports it while this package initialises.
-from .inference import predict, predict_volume, predict_volume_3d, resize_slices_nearest, save_prediction_nifti
 from .losses import DMPLSLoss, PartialCrossEntropy, SupervisedSegLoss
-from .resnet_unet import ResNet50UNet, load_pretrained_weights
-from .unet import ConvBlock, DualBranchUNet, UNet2D, UNetDecoder, UNetEncoder
+from .resnet_unet import ResNet50UNet
+from .unet import DualBranchUNet, UNet2D
 from .unet3d import UNet3D
-from .networks import NETWORKS, get_network
 from .transforms import train_augmentation
-from .handlers import (
-    AtomicDiskSaver,
-    BestCheckpointSaver,
-    BroadcastModelHandler,
-    IterationValidationHandler,
-    ReshuffleHandler,
-    RestoreBestHandler,
-    attach_logging,
-    loss_terms,
-    poly_lr_handler,
-)
-from .engines import (
-    DMPLSIteration,
-    SegmentationPrepareBatch,
-    VolumeValidationIteration,
-    create_evaluator,
-    create_trainer,
-)
-from .trainer import (
-    DEFAULT_BATCH_SIZE,
-    RoundResult,
-    create_train_loader,
-    iterations_for,
-    train_round,
-    train_volume_round,
-)
+from .handlers import BestCheckpointSaver, IterationValidationHandler, loss_terms
+from .round_logging import TrainStatsHandler, ValidationStatsHandler, ValidationTensorBoardHandler
+from .trainer import RoundTrainer, default_handlers, train_round, train_volume_round
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "NETWORKS",
-    "AtomicDiskSaver",
     "BestCheckpointSaver",
-    "BroadcastModelHandler",
-    "ConvBlock",
-    "DMPLSIteration",
     "DMPLSLoss",
     "DualBranchUNet",
     "IterationValidationHandler",
     "PartialCrossEntropy",
     "ResNet50UNet",
-    "ReshuffleHandler",
-    "RestoreBestHandler",
-    "RoundResult",
-    "SegmentationPrepareBatch",
+    "RoundTrainer",
     "SupervisedSegLoss",
+    "TrainStatsHandler",
     "UNet2D",
     "UNet3D",
-    "UNetDecoder",
-    "UNetEncoder",
-    "VolumeValidationIteration",
-    "attach_logging",
-    "create_evaluator",
-    "create_train_loader",
-    "create_trainer",
-    "get_network",
-    "iterations_for",
-    "load_pretrained_weights",
+    "ValidationStatsHandler",
+    "ValidationTensorBoardHandler",
+    "default_handlers",
     "loss_terms",
-    "poly_lr_handler",
-    "predict",
-    "predict_volume",
-    "predict_volume_3d",
-    "resize_slices_nearest",
-    "save_prediction_nifti",
     "train_augmentation",
     "train_round",
     "train_volume_round",

@@ -1,10 +1,10 @@
 """Engine factories of a segmentation round: a MONAI ``SupervisedTrainer`` and a
 ``SupervisedEvaluator`` that scores whole validation volumes (paper Section 3.2.2).
 
-- :func:`create_trainer`: SGD (lr 0.01, momentum 0.9, weight decay 1e-4) with poly
-  decay (power 0.9) per iteration, for exactly ``iterations`` iterations (the data
-  loader restarts as often as needed). The iteration is MONAI's default for full
-  masks and :class:`DMPLSIteration` for a :class:`~.losses.DMPLSLoss`.
+- :func:`create_trainer`: an optimizer and a learning-rate schedule stepped every
+  iteration (default the paper's SGD, lr 0.01, momentum 0.9, weight decay 1e-4, with
+  poly decay, power 0.9), for exactly ``iterations`` iterations. The iteration is MONAI's default for full
+  masks and :class:`DMPLSOutputHandler` for a :class:`~.losses.DMPLSLoss`.
 - :func:`create_evaluator`: one iteration per volume: predict it (slice by slice for
   2D networks), resize to its stored size, 3D Dice per class; the key metric
   ``val_mean_dice`` is the mean over classes, then volumes.
@@ -23,35 +23,29 @@ model, and ignite's ``Average`` sums over ranks, so every rank sees the same
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from ignite.metrics import Average
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.engines.utils import IterationEvents, PrepareBatch
+from monai.handlers import LrScheduleHandler
 from monai.inferers import Inferer, SimpleInferer
 from monai.utils import CommonKeys as Keys
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..errors import ConfigError, DataError
-from ..evaluation.dice import mean_over_classes, volume_dice
+from ..evaluation import predict, volume_dice
+from ..evaluation.dice import mean_over_classes
 from ..utils import shard_indices, unwrap_model, world_size
-from .handlers import VAL_METRIC, BroadcastModelHandler, ReshuffleHandler, poly_lr_handler
-from .inference import predict
+from ..utils.flags import as_bool
+from .handlers import VAL_METRIC, BroadcastModelHandler, ReshuffleHandler
 from .losses import DMPLSLoss
 
-__all__ = [
-    "AutocastInferer",
-    "DMPLSIteration",
-    "SegmentationPrepareBatch",
-    "VolumeValidationIteration",
-    "create_evaluator",
-    "create_trainer",
-    "resolve_amp",
-]
+__all__ = []
 
 
 class SegmentationPrepareBatch(PrepareBatch):
@@ -104,50 +98,28 @@ def resolve_amp(amp: bool | None, device: str | torch.device) -> bool:
     Raises:
         ConfigError: ``amp`` is neither None nor a boolean.
     """
-    if amp is not None and not isinstance(amp, bool):
-        raise ConfigError(f"amp: expected true, false or null (CUDA only), got {amp!r}")
-    return torch.device(device).type == "cuda" if amp is None else amp
+    return torch.device(device).type == "cuda" if amp is None else as_bool(amp, "amp")
 
 
-class DMPLSIteration:
-    """``iteration_update`` of a SupervisedTrainer for the DMPLS dual-branch network.
+class DMPLSOutputHandler:
+    """Adapts MONAI's own SupervisedTrainer iteration to the DMPLS dual-branch network.
 
-    One forward pass gives (main, aux) logits; :meth:`DMPLSLoss.components` gives the
-    loss and its terms. The output dict holds ``pred`` (main logits only, like a
-    single-branch network) and ``loss``, ``pce``, ``pseudo_dice``, ``beta`` for logging.
+    The stock iteration already gives :class:`DMPLSLoss` the (main, aux) pair the network
+    returns in train mode. After the loss (``LOSS_COMPLETED``) this handler keeps only the
+    main logits as ``pred``, like a single-branch network, and adds the loss terms
+    ``pce``, ``pseudo_dice`` and ``beta`` to the output for logging.
     """
 
-    def __call__(self, engine: SupervisedTrainer, batchdata: dict) -> dict:
+    def attach(self, engine: SupervisedTrainer) -> None:
         if not isinstance(engine.loss_function, DMPLSLoss):
-            raise ConfigError("DMPLSIteration: the trainer's loss_function must be a DMPLSLoss, "
+            raise ConfigError("DMPLSOutputHandler: the trainer's loss_function must be a DMPLSLoss, "
                               f"got {type(engine.loss_function).__name__}")
-        inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking,
-                                               **engine.to_kwargs)
-        engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
-        engine.network.train()
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        amp = engine.scaler is not None
-        with torch.autocast("cuda", **engine.amp_kwargs) if amp else contextlib.nullcontext():
-            pred = engine.inferer(inputs, engine.network)
-            if not isinstance(pred, (tuple, list)) or len(pred) != 2:
-                raise ConfigError("DMPLSIteration: the network must return (main, aux) logits in train mode "
-                                  f"(a DualBranchUNet), got {type(pred).__name__}")
-            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-            terms = engine.loss_function.components(pred[0], pred[1], targets)
-        engine.state.output.update({Keys.PRED: pred[0], **terms})
-        engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        loss = terms["loss"]
-        if amp:
-            engine.scaler.scale(loss).backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.scaler.step(engine.optimizer)
-            engine.scaler.update()
-        else:
-            loss.backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.optimizer.step()
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        return engine.state.output
+        engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self)
+
+    def __call__(self, engine: SupervisedTrainer) -> None:
+        output = engine.state.output
+        output[Keys.PRED] = output[Keys.PRED][0]
+        output.update(engine.loss_function.last_terms)
 
 
 class VolumeValidationIteration:
@@ -184,52 +156,58 @@ def create_trainer(
     iterations: int,
     device: str | torch.device = "cpu",
     label_key: str = "label",
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
-    poly_power: float = 0.9,
+    optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+    lr_scheduler: Callable[..., Any] | None = None,
     handlers: Sequence = (),
     amp: bool | None = None,
 ) -> SupervisedTrainer:
-    """A SupervisedTrainer running ``iterations`` SGD iterations with poly decay.
+    """A SupervisedTrainer running ``iterations`` iterations (one epoch of that length).
 
     Args:
         network: the network (already on ``device``); in a distributed run wrapped with
             :func:`~alseg_monai.utils.ddp_wrap`.
         train_loader: batches of ``{"image", label_key}``; a ``DistributedSampler`` in it
             gets a :class:`~.handlers.ReshuffleHandler`.
-        loss_function: :class:`~.losses.SupervisedSegLoss`, or :class:`~.losses.DMPLSLoss`
-            (then the iteration is :class:`DMPLSIteration`).
-        iterations: total iterations (one epoch of that length).
-        device: where to train; mixed precision when it is CUDA.
+        loss_function: e.g. MONAI ``DiceCELoss``, or :class:`~.losses.DMPLSLoss` (then the
+            iteration is :class:`DMPLSOutputHandler`).
+        iterations: total iterations; the data loader restarts as often as needed.
+        device: where to train.
         label_key: the target key of the batches.
-        lr, momentum, weight_decay: SGD settings (paper 0.01, 0.9, 1e-4).
-        poly_power: exponent of the poly decay (paper 0.9).
+        optimizer: ``optimizer(parameters)``; None: the paper's SGD (lr 0.01, momentum
+            0.9, weight decay 1e-4).
+        lr_scheduler: ``lr_scheduler(optimizer, total_iters=iterations)``, stepped every
+            iteration by a MONAI ``LrScheduleHandler``; None: the paper's poly decay
+            ``lr (1 - t / T) ** 0.9`` (torch ``PolynomialLR``).
         handlers: further handlers to attach.
         amp: mixed precision (see :func:`resolve_amp`): float16 on CUDA, bfloat16 on CPU.
 
     Raises:
-        ConfigError: non-positive iterations or learning rate.
+        ConfigError: non-positive iterations.
     """
     if int(iterations) < 1:
         raise ConfigError(f"iterations: expected a positive number, got {iterations}")
-    if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
-        raise ConfigError(f"optimiser: expected lr > 0, momentum in [0, 1), weight_decay >= 0; "
-                          f"got {lr}, {momentum}, {weight_decay}")
     device = torch.device(device)
     amp = resolve_amp(amp, device)
-    optimizer = torch.optim.SGD(network.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    optimizer = (optimizer or _PAPER_SGD)(network.parameters())
+    scheduler = (lr_scheduler or _PAPER_POLY)(optimizer, total_iters=int(iterations))
     if isinstance(train_loader.sampler, DistributedSampler):
         handlers = [ReshuffleHandler(train_loader.sampler), *handlers]
-    return SupervisedTrainer(
+    trainer = SupervisedTrainer(
         device=device, max_epochs=1, epoch_length=int(iterations), train_data_loader=train_loader,
         network=network, optimizer=optimizer, loss_function=loss_function,
         prepare_batch=SegmentationPrepareBatch(label_key),
-        iteration_update=DMPLSIteration() if isinstance(loss_function, DMPLSLoss) else None,
-        train_handlers=[poly_lr_handler(optimizer, int(iterations), poly_power), *handlers],
+        train_handlers=[LrScheduleHandler(scheduler, print_lr=False, epoch_level=False), *handlers],
         inferer=AutocastInferer() if amp and device.type != "cuda" else SimpleInferer(),
         amp=amp and device.type == "cuda", decollate=False, optim_set_to_none=True,
     )
+    if isinstance(loss_function, DMPLSLoss):
+        # after construction: MONAI attaches train_handlers before it sets loss_function
+        DMPLSOutputHandler().attach(trainer)
+    return trainer
+
+
+_PAPER_SGD = functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=1e-4)
+_PAPER_POLY = functools.partial(torch.optim.lr_scheduler.PolynomialLR, power=0.9)
 
 
 def create_evaluator(

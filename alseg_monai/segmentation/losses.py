@@ -129,7 +129,8 @@ class DMPLSLoss(nn.Module):
         seed: seed of the generator of ``b``.
 
     Shapes: ``forward((main, aux) each (B, K, *S), scribble (B, 1, *S)) -> scalar``;
-    :meth:`components` returns the terms too.
+    :meth:`components` returns the terms too, and :attr:`last_terms` keeps the detached
+    terms of the latest ``forward`` for logging (see :class:`~.engines.DMPLSOutputHandler`).
 
     Raises:
         DataError: mismatched shapes, or ``pred`` not a (main, aux) pair.
@@ -144,6 +145,7 @@ class DMPLSLoss(nn.Module):
         self.dice = DiceLoss(to_onehot_y=True, softmax=True, batch=True)
         self.pce_weight, self.pseudo_weight = pce_weight, pseudo_weight
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.last_terms: dict[str, torch.Tensor] = {}
 
     def reseed(self, seed: int) -> None:
         """Restart the stream of mixing weights ``b`` from ``seed``."""
@@ -171,4 +173,6 @@ class DMPLSLoss(nn.Module):
         if not isinstance(pred, (tuple, list)) or len(pred) != 2:
             raise DataError("DMPLSLoss: expected pred = (main, aux) logits from a DualBranchUNet in train mode, "
                             f"got {type(pred).__name__}")
-        return self.components(pred[0], pred[1], target)["loss"]
+        terms = self.components(pred[0], pred[1], target)
+        self.last_terms = {k: v for k, v in terms.items() if k != "loss"}
+        return terms["loss"]

@@ -9,7 +9,7 @@ from .resnet_unet import ResNet50UNet
 from .unet import DualBranchUNet, UNet2D
 from .unet3d import UNet3D
 
-__all__ = ["NETWORKS", "get_network"]
+__all__ = []
 
 NETWORKS: dict[str, type[nn.Module]] = {
     "unet": UNet2D,

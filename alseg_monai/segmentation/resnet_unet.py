@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import DataError
 from .unet import check_image_batch
 
-__all__ = ["ResNet50UNet", "load_pretrained_weights"]
+__all__ = ["ResNet50UNet"]
 
 _WRAPPER_KEYS = ("state_dict", "network", "model")
 

@@ -1,12 +1,14 @@
 """Train the segmentation models of one active-learning round (paper Section 3.2.2).
 
 "After each round of annotation collection, we train five segmentation models and
-record the model's test score with the highest validation score." Each model is a
-:func:`~.engines.create_trainer` engine validated every ``val_interval`` iterations
-on whole validation volumes, keeping its best checkpoint; the round keeps the best
-model over ``num_models`` seeds. :func:`train_round` trains 2D networks on the
-labelled slices (UNet on full masks, DMPLS on scribbles, or the ResNet-50 UNet);
-:func:`train_volume_round` trains the 3D UNet of the volume baseline on whole volumes.
+record the model's test score with the highest validation score." A
+:class:`RoundTrainer` is built from components (the bundle's ``network_def``, ``loss``,
+``optimizer``, ``lr_scheduler``, ``train_transforms`` and handler lists); each model is a
+:func:`~.engines.create_trainer` engine validated on whole validation volumes, keeping
+its best checkpoint, and the round keeps the best model over its seeds.
+:func:`train_round` (2D networks by name: UNet on full masks, DMPLS on scribbles, the
+ResNet-50 UNet) and :func:`train_volume_round` (the 3D UNet of the volume baseline)
+build one from the paper's settings, for the Python API.
 
 Everything is deterministic given ``seed``: model m uses
 ``derive_seed(seed, "model", m)`` for its initialisation, dropout, data order,
@@ -25,15 +27,22 @@ the same :class:`RoundResult`. ``iterations`` and ``batch_size`` are per rank.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
+import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+from ignite.engine import Events
+from ignite.handlers import ProgressBar
 from monai.data import DataLoader, Dataset
+from monai.handlers import TensorBoardStatsHandler
 from torch import nn
 from torch.utils.data import DistributedSampler
 
@@ -51,16 +60,20 @@ from ..utils import (
     torch_save_atomic,
     world_size,
 )
+from ..utils.describe import describe
+from ..utils.flags import as_bool
+from ..utils.fresh import build_network, construct
+from ..utils.progress import bar_disable
 from .engines import create_evaluator, create_trainer, resolve_amp
-from .handlers import BestCheckpointSaver, IterationValidationHandler, RestoreBestHandler, attach_logging
+from .handlers import BestCheckpointSaver, IterationValidationHandler, RestoreBestHandler, loss_terms
 from .losses import DMPLSLoss, SupervisedSegLoss
 from .networks import get_network
+from .round_logging import TrainStatsHandler, ValidationStatsHandler, ValidationTensorBoardHandler
 from .transforms import train_augmentation
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "RoundResult",
-    "create_train_loader",
+    "RoundTrainer",
+    "default_handlers",
     "iterations_for",
     "train_round",
     "train_volume_round",
@@ -168,73 +181,267 @@ def _clear_checkpoints(model_dir: Path) -> None:
         stale.unlink()
 
 
-@dataclass
-class _RoundSpec:
-    """What differs between a slice round and a volume round."""
+def make_handlers(entries: Sequence[Any], context: Mapping[str, Any], where: str) -> list[Any]:
+    """Handlers of one engine from a handler list: each entry is a handler (an object with
+    ``attach(engine)``, used as it is) or a factory (e.g. a bundle component with
+    ``"_mode_": "callable"``) called with the values of ``context`` its signature names.
 
-    build_network: Callable[[], nn.Module]
-    build_loss: Callable[[int], nn.Module]
-    build_transform: Callable[[int], Callable]
-    label_key: str
+    Raises:
+        ConfigError: an entry that is neither, or a factory whose call fails on its arguments.
+    """
+    handlers = []
+    for index, entry in enumerate(entries or ()):
+        if hasattr(entry, "attach") and not isinstance(entry, (type, functools.partial)):
+            handlers.append(entry)
+            continue
+        if not callable(entry):
+            raise ConfigError(f"{where}[{index}]: expected a handler with attach(engine) or a factory of one, "
+                              f"got {entry!r}")
+        parameters = inspect.signature(entry).parameters
+        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        arguments = {k: v for k, v in context.items() if takes_all or k in parameters}
+        try:
+            handler = entry(**arguments)
+        except TypeError as err:
+            raise ConfigError(f"{where}[{index}]: cannot build {getattr(entry, 'func', entry)!r} from "
+                              f"{sorted(arguments)} ({err}); the round provides {sorted(context)}") from err
+        if not hasattr(handler, "attach"):
+            raise ConfigError(f"{where}[{index}]: {type(handler).__name__} has no attach(engine)")
+        handlers.append(handler)
+    return handlers
 
 
-def _run_round(spec: _RoundSpec, *, train_dataset, val_dataset, output_dir, num_classes, iterations, batch_size,
-               num_models, val_interval, seed, device, num_workers, lr, momentum, weight_decay, poly_power,
-               convention, val_batch_size, log_interval, tensorboard, progress, amp, summary: dict) -> RoundResult:
-    if int(num_models) < 1:
-        raise ConfigError(f"num_models: expected at least 1, got {num_models}")
-    output_dir, device = Path(output_dir), torch.device(device)
-    amp = resolve_amp(amp, device)
-    start = time.perf_counter()
-    val_dice, seeds, best = [], [], None
-    for index in range(int(num_models)):
-        model_seed = derive_seed(seed, "model", index)
-        model_dir = output_dir / f"model_{index}"
+def _builds(entry: Any, kind: type) -> bool:
+    """Whether a handler-list entry is, or builds, a ``kind``."""
+    target = getattr(entry, "func", entry)
+    return isinstance(entry, kind) or isinstance(target, type) and issubclass(target, kind)
+
+
+def _one(handlers: Sequence[Any], kind: type, where: str, what: str) -> Any:
+    found = [h for h in handlers if isinstance(h, kind)]
+    if len(found) != 1:
+        raise ConfigError(f"{where}: expected exactly one {kind.__name__} ({what}), found {len(found)}")
+    return found[0]
+
+
+class RoundTrainer:
+    """The models of one active-learning round, built from components (paper Sec. 3.2.2).
+
+    "After each round of annotation collection, we train five segmentation models and
+    record the model's test score with the highest validation score." Model ``m`` of a
+    round is a fresh copy of ``network_def`` (:func:`build_network`, seed
+    ``derive_seed(seed, "model", m)``), trained for ``iterations`` iterations by a MONAI
+    ``SupervisedTrainer`` with ``loss``, ``optimizer(parameters)`` and
+    ``lr_scheduler(optimizer, total_iters=iterations)`` stepped every iteration, on
+    ``train_transforms``-augmented labelled slices (a seeded copy per model). The
+    trainer's handlers come from ``train_handlers`` and the validator's from
+    ``val_handlers`` (:func:`make_handlers`, context: ``validator``, ``network``,
+    ``save_dir``, ``step_engine``, ``trainer``, ``log_dir``, ``iterations``); they must
+    hold one :class:`~.handlers.IterationValidationHandler` and one
+    :class:`~.handlers.BestCheckpointSaver`, which choose the model's best-on-validation
+    weights (restored when training ends); the round keeps the model with the best of them.
+
+    Args:
+        network_def: the network: a module or a factory, see :func:`build_network`; it maps
+            (B, C, H, W) images to (B, K, H, W) logits (DMPLS: (main, aux) in training).
+        loss: the training loss (a :class:`~.losses.DMPLSLoss` selects the DMPLS iteration;
+            a loss with ``reseed(seed)`` is reseeded per model).
+        optimizer: ``optimizer(parameters) -> torch.optim.Optimizer``.
+        lr_scheduler: ``lr_scheduler(optimizer, total_iters=iterations)``, or None.
+        train_transforms: the training items' dictionary transform (MONAI ``Compose``),
+            deep-copied and seeded per model, or None.
+        label_key: the target key: ``label`` (full masks) or ``scribble``.
+        batch_size: slices per training batch.
+        models_per_round: models trained with distinct seeds (paper 5).
+        train_handlers, val_handlers: handler lists (see above).
+        device: where to train; mixed precision follows ``amp`` (:func:`~.engines.resolve_amp`).
+        amp: None (CUDA only), True or False.
+        num_workers: loader worker processes.
+        convention: Dice convention of the validation score.
+        val_batch_size: slices per forward pass in validation.
+        progress: an ignite progress bar while training (on a terminal only).
+
+    Distributed (``torchrun``, docs/distributed.md): every rank builds the same network,
+    trains it through ``DistributedDataParallel`` on its share of each epoch's slices with
+    its own augmentation, dropout and loss draws, and validates a share of the volumes;
+    rank 0 writes the checkpoints, ``best_model.pt`` and ``round_summary.json``.
+    ``iterations`` and ``batch_size`` are per rank.
+    """
+
+    def __init__(
+        self,
+        network_def: nn.Module | Callable[[], nn.Module],
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        lr_scheduler: Callable[..., Any] | None = None,
+        train_transforms: Callable | None = None,
+        label_key: str = "label",
+        batch_size: int = 12,
+        models_per_round: int = 5,
+        train_handlers: Sequence[Any] = (),
+        val_handlers: Sequence[Any] = (),
+        device: str | torch.device = "cpu",
+        amp: bool | None = None,
+        num_workers: int = 0,
+        convention: str = "paper",
+        val_batch_size: int = 32,
+        progress: bool = False,
+    ) -> None:
+        if not callable(optimizer):
+            raise ConfigError(f"optimizer: expected a factory optimizer(parameters), got {optimizer!r}; in a bundle "
+                              'give it "_mode_": "callable"')
+        if lr_scheduler is not None and not callable(lr_scheduler):
+            raise ConfigError(f"lr_scheduler: expected a factory lr_scheduler(optimizer, total_iters), got "
+                              f"{lr_scheduler!r}")
+        if isinstance(models_per_round, bool) or int(models_per_round) < 1:
+            raise ConfigError(f"models_per_round: expected at least 1, got {models_per_round}")
+        if isinstance(batch_size, bool) or int(batch_size) < 1:
+            raise ConfigError(f"batch_size: expected a positive number of slices, got {batch_size}")
+        self.network_def, self.loss, self.optimizer, self.lr_scheduler = network_def, loss, optimizer, lr_scheduler
+        self.train_transforms, self.label_key = train_transforms, label_key
+        self.batch_size, self.models_per_round = int(batch_size), int(models_per_round)
+        self.train_handlers, self.val_handlers = list(train_handlers), list(val_handlers)
+        self.device, self.amp = torch.device(device), resolve_amp(amp, device)
+        self.num_workers, self.convention, self.val_batch_size = int(num_workers), convention, int(val_batch_size)
+        self.progress = as_bool(progress, "progress")
+
+    def describe(self) -> dict:
+        """What the models of a round depend on (JSON-able; the logging handlers left out)."""
+        validation = [h for h in self.train_handlers if getattr(h, "func", h) is IterationValidationHandler]
+        return describe({
+            "network_def": self.network_def, "loss": self.loss, "optimizer": self.optimizer,
+            "lr_scheduler": self.lr_scheduler, "train_transforms": self.train_transforms, "label_key": self.label_key,
+            "batch_size": self.batch_size, "models_per_round": self.models_per_round, "amp": self.amp,
+            "validation": validation,
+        })
+
+    def build(self, seed: int = 0) -> nn.Module:
+        """A fresh network of ``network_def`` drawn from ``seed`` (e.g. to load a checkpoint into)."""
+        return build_network(self.network_def, seed)
+
+    def train(self, train_dataset: Sequence[dict], val_dataset: Sequence[dict], output_dir: str | os.PathLike,
+              num_classes: int, iterations: int, seed: int, summary: Mapping | None = None) -> RoundResult:
+        """Train the round's models on ``train_dataset`` and keep the best on ``val_dataset``.
+
+        Args:
+            train_dataset: labelled slices: items ``image`` (C, S, S) float32 and
+                ``label_key`` (1, S, S) int64 (e.g. a ``SliceDataset``).
+            val_dataset: validation volumes (``VolumeDataset`` items).
+            output_dir: per-model checkpoints (``model_<m>/``), ``best_model.pt`` and
+                ``round_summary.json`` are written here.
+            num_classes: K, background included.
+            iterations: training iterations per model.
+            seed: the round's seed.
+            summary: extra entries for ``round_summary.json``.
+
+        Raises:
+            ConfigError: handler lists without their validation handler or checkpoint saver.
+            DataError: empty datasets or items without the needed keys.
+        """
+        _check_dataset(train_dataset, "train_dataset", ("image", self.label_key))
+        _check_dataset(val_dataset, "val_dataset", ("image", "label_original", "spatial_shape"))
+        output_dir = Path(output_dir)
+        start = time.perf_counter()
+        val_dice, seeds, best = [], [], None
+        for index in range(self.models_per_round):
+            model_seed = derive_seed(seed, "model", index)
+            network, score = self._train_model(train_dataset, val_dataset, output_dir / f"model_{index}",
+                                               num_classes, int(iterations), model_seed)
+            logger.info("model %d (seed %d): best validation mean Dice %.4f", index, model_seed, score)
+            val_dice.append(score)
+            seeds.append(model_seed)
+            if best is None or score > val_dice[best[0]]:
+                best = (index, network.eval())
+        best_index, model = best
+        checkpoint_path = output_dir / "best_model.pt"
+        seconds = time.perf_counter() - start
+        _write_round(model, checkpoint_path, {
+            **dict(summary or {}), "iterations": int(iterations), "batch_size": self.batch_size,
+            "num_models": self.models_per_round, "seed": int(seed), "model_seeds": seeds, "val_dice": val_dice,
+            "best_index": best_index, "checkpoint": checkpoint_path.name, "seconds": seconds,
+            "world_size": world_size(), "amp": self.amp,
+        })
+        return RoundResult(model, checkpoint_path, val_dice, best_index, seconds, int(iterations), seeds)
+
+    def _train_model(self, train_dataset, val_dataset, model_dir: Path, num_classes: int, iterations: int,
+                     model_seed: int) -> tuple[nn.Module, float]:
         _clear_checkpoints(model_dir)
-        with _seeded(model_seed, device):
-            network = spec.build_network().to(device)
-            if amp and getattr(network, "spatial_dims", 2) == 2:
+        with _seeded(model_seed, self.device):
+            # Built inside the seeded stream: dropout then continues from the weights' draws.
+            network = construct(self.network_def).to(self.device)
+            if self.amp and getattr(network, "spatial_dims", 2) == 2:
                 network = network.to(memory_format=torch.channels_last)
             if is_distributed():  # same initialisation on every rank, then each rank's own dropout masks
                 torch.manual_seed(rank_seed(model_seed))
-            transform = spec.build_transform(rank_seed(derive_seed(model_seed, "augment")))
-            loader = create_train_loader(train_dataset, transform, batch_size, num_workers,
-                                         derive_seed(model_seed, "loader"), device)
-            trainer = create_trainer(ddp_wrap(network, device), loader,
-                                     spec.build_loss(rank_seed(derive_seed(model_seed, "loss"))), iterations,
-                                     device, spec.label_key, lr, momentum, weight_decay, poly_power, amp=amp)
-            evaluator = create_evaluator(network, val_dataset, num_classes, device, convention, val_batch_size)
-            saver = BestCheckpointSaver(network, model_dir, trainer)
-            saver.attach(evaluator)
-            IterationValidationHandler(val_interval, evaluator).attach(trainer)
+            loader = create_train_loader(train_dataset, self._transforms(model_seed), self.batch_size,
+                                         self.num_workers, derive_seed(model_seed, "loader"), self.device)
+            trainer = create_trainer(ddp_wrap(network, self.device), loader, self._loss(model_seed), iterations,
+                                     self.device, self.label_key, optimizer=self.optimizer,
+                                     lr_scheduler=self.lr_scheduler, amp=self.amp)
+            evaluator = create_evaluator(network, val_dataset, num_classes, self.device, self.convention,
+                                         self.val_batch_size)
+            context = {"network": network, "save_dir": model_dir, "step_engine": trainer, "trainer": trainer,
+                       "validator": evaluator, "log_dir": str(model_dir / "tensorboard"), "iterations": iterations}
+            # The validator's handlers first: the checkpoint saver must see each score before
+            # the trainer's handlers act on it. Rank 0 logs and writes; every rank validates
+            # and restores the best weights, so other ranks build only those two handlers.
+            val_entries, train_entries = self.val_handlers, self.train_handlers
+            if not is_main_process():
+                val_entries = [e for e in val_entries if _builds(e, BestCheckpointSaver)]
+                train_entries = [e for e in train_entries if _builds(e, IterationValidationHandler)]
+            val_handlers = make_handlers(val_entries, context, "val_handlers")
+            train_handlers = make_handlers(train_entries, context, "train_handlers")
+            saver = _one(val_handlers, BestCheckpointSaver, "val_handlers", "keeps the best-on-validation weights")
+            _one(train_handlers, IterationValidationHandler, "train_handlers", "runs the validator")
+            for handler in val_handlers:
+                handler.attach(evaluator)
+            for handler in train_handlers:
+                handler.attach(trainer)
             RestoreBestHandler(saver, network).attach(trainer)
-            if is_main_process():
-                attach_logging(trainer, evaluator, log_interval, model_dir / "tensorboard" if tensorboard else None,
-                               progress)
+            closers = [h.close for h in (*val_handlers, *train_handlers) if callable(getattr(h, "close", None))]
+            trainer.add_event_handler(Events.COMPLETED, lambda _: [close() for close in closers])
+            if self.progress:
+                ProgressBar(persist=False, disable=bar_disable(True)).attach(trainer, output_transform=lambda out: {
+                    "loss": float(out["loss"].detach())})
             trainer.run()
-        score = float(saver.best_score)
-        logger.info("model %d (seed %d): best validation mean Dice %.4f (%s)", index, model_seed, score,
-                    saver.best_path.name)
-        val_dice.append(score)
-        seeds.append(model_seed)
-        if best is None or score > val_dice[best[0]]:
-            best = (index, network.eval())
-    best_index, model = best
-    checkpoint_path = output_dir / "best_model.pt"
-    seconds = time.perf_counter() - start
-    _write_round(model, checkpoint_path, {
-        **summary, "iterations": int(iterations), "batch_size": int(batch_size), "num_models": int(num_models),
-        "val_interval": int(val_interval), "seed": int(seed), "model_seeds": seeds, "val_dice": val_dice,
-        "best_index": best_index, "checkpoint": checkpoint_path.name, "seconds": seconds,
-        "world_size": world_size(), "amp": amp,
-    })
-    return RoundResult(model, checkpoint_path, val_dice, best_index, seconds, int(iterations), seeds)
+        if saver.best_score is None:
+            raise DataError(f"{model_dir}: the validator never scored the model; check the val_handlers")
+        return network, float(saver.best_score)
+
+    def _transforms(self, model_seed: int):
+        if self.train_transforms is None:
+            return None
+        transform = copy.deepcopy(self.train_transforms)
+        if hasattr(transform, "set_random_state"):
+            transform.set_random_state(seed=rank_seed(derive_seed(model_seed, "augment")))
+        return transform
+
+    def _loss(self, model_seed: int) -> nn.Module:
+        loss = copy.deepcopy(self.loss)
+        if callable(getattr(loss, "reseed", None)):
+            loss.reseed(rank_seed(derive_seed(model_seed, "loss")))
+        return loss
 
 
 @main_process_only
 def _write_round(model: nn.Module, checkpoint_path: Path, summary: dict) -> None:
     torch_save_atomic(model.state_dict(), checkpoint_path)
     atomic_write_json(checkpoint_path.parent / "round_summary.json", summary)
+
+
+def default_handlers(val_interval: int, log_interval: int = 50, tensorboard: bool = False) -> tuple[list, list]:
+    """The handler lists of the bundle's defaults, for the Python API: validation every
+    ``val_interval`` iterations and at the end, the best-checkpoint saver, StatsHandler
+    logging every ``log_interval`` iterations and, with ``tensorboard``, TensorBoard logs
+    in each model's ``tensorboard`` folder. Returns ``(train_handlers, val_handlers)``."""
+    train = [functools.partial(IterationValidationHandler, interval=int(val_interval)),
+             TrainStatsHandler(log_interval)]
+    val = [BestCheckpointSaver, ValidationStatsHandler]
+    if tensorboard:
+        train.append(functools.partial(TensorBoardStatsHandler, iteration_log=int(log_interval), epoch_log=False,
+                                       output_transform=loss_terms))
+        val.append(ValidationTensorBoardHandler)
+    return train, val
 
 
 def train_round(
@@ -316,28 +523,23 @@ def train_round(
                           f"expected one of {_NETWORKS_FOR[label_kind]}")
     label_key = _LABEL_KEYS[label_kind]
     first = _check_dataset(train_dataset, "train_dataset", ("image", label_key))
-    _check_dataset(val_dataset, "val_dataset", ("image", "label_original", "spatial_shape"))
-    batch_size = DEFAULT_BATCH_SIZE[label_kind] if batch_size is None else batch_size
     kwargs = {"in_channels": int(first["image"].shape[0]), "num_classes": num_classes, **(network_kwargs or {})}
-    scribble_ignore = ignore_index if label_kind == "scribble" else None
-    spec = _RoundSpec(
-        build_network=lambda: get_network(network, **kwargs),
-        build_loss=(lambda s: DMPLSLoss(ignore_index, seed=s)) if label_kind == "scribble"
-        else (lambda s: SupervisedSegLoss()),
-        build_transform=lambda s: train_augmentation(label_key, scribble_ignore, rotate_degrees, seed=s,
-                                                     weights=(0.5, 0.25, 0.25) if augment else (0, 0, 1)),
-        label_key=label_key,
+    trainer = RoundTrainer(
+        network_def=functools.partial(get_network, network, **kwargs),
+        loss=DMPLSLoss(ignore_index) if label_kind == "scribble" else SupervisedSegLoss(),
+        optimizer=functools.partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=weight_decay),
+        lr_scheduler=functools.partial(torch.optim.lr_scheduler.PolynomialLR, power=poly_power),
+        train_transforms=train_augmentation(label_key, ignore_index if label_kind == "scribble" else None,
+                                            rotate_degrees, weights=(0.5, 0.25, 0.25) if augment else (0, 0, 1)),
+        label_key=label_key, batch_size=DEFAULT_BATCH_SIZE[label_kind] if batch_size is None else batch_size,
+        models_per_round=num_models, device=device, amp=amp, num_workers=num_workers, convention=convention,
+        val_batch_size=val_batch_size, progress=progress,
+        **dict(zip(("train_handlers", "val_handlers"), default_handlers(val_interval, log_interval, tensorboard))),
     )
     logger.info("training %d %s model(s) on %d %s slices for %d iterations", num_models, network,
                 len(train_dataset), label_kind, iterations)
-    return _run_round(
-        spec, train_dataset=train_dataset, val_dataset=val_dataset, output_dir=output_dir, num_classes=num_classes,
-        iterations=iterations, batch_size=batch_size, num_models=num_models, val_interval=val_interval, seed=seed,
-        device=device, num_workers=num_workers, lr=lr, momentum=momentum, weight_decay=weight_decay,
-        poly_power=poly_power, convention=convention, val_batch_size=val_batch_size, log_interval=log_interval,
-        tensorboard=tensorboard, progress=progress, amp=amp,
-        summary={"network": network, "label_kind": label_kind, "train_items": len(train_dataset)},
-    )
+    return trainer.train(train_dataset, val_dataset, output_dir, num_classes, iterations, seed,
+                         summary={"network": network, "label_kind": label_kind, "train_items": len(train_dataset)})
 
 
 def train_volume_round(
@@ -384,21 +586,17 @@ def train_volume_round(
         :class:`RoundResult` (its model is a :class:`~.unet3d.UNet3D`).
     """
     first = _check_dataset(train_dataset, "train_dataset", ("image", "label"))
-    _check_dataset(val_dataset, "val_dataset", ("image", "label_original", "spatial_shape"))
     kwargs = {"in_channels": int(first["image"].shape[0]), "num_classes": num_classes, **(network_kwargs or {})}
-    spec = _RoundSpec(
-        build_network=lambda: get_network("unet3d", **kwargs),
-        build_loss=lambda s: SupervisedSegLoss(),
-        build_transform=lambda s: train_augmentation("label", None, rotate_degrees, spatial_dims=3, seed=s,
-                                                     weights=(0.5, 0.25, 0.25) if augment else (0, 0, 1)),
-        label_key="label",
+    trainer = RoundTrainer(
+        network_def=functools.partial(get_network, "unet3d", **kwargs), loss=SupervisedSegLoss(),
+        optimizer=functools.partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=weight_decay),
+        lr_scheduler=functools.partial(torch.optim.lr_scheduler.PolynomialLR, power=poly_power),
+        train_transforms=train_augmentation("label", None, rotate_degrees, spatial_dims=3,
+                                            weights=(0.5, 0.25, 0.25) if augment else (0, 0, 1)),
+        batch_size=batch_size, models_per_round=num_models, device=device, amp=amp, num_workers=num_workers,
+        convention=convention, val_batch_size=1, progress=progress,
+        **dict(zip(("train_handlers", "val_handlers"), default_handlers(val_interval, log_interval, tensorboard))),
     )
     logger.info("training %d 3D UNet(s) on %d volumes for %d iterations", num_models, len(train_dataset), iterations)
-    return _run_round(
-        spec, train_dataset=train_dataset, val_dataset=val_dataset, output_dir=output_dir, num_classes=num_classes,
-        iterations=iterations, batch_size=batch_size, num_models=num_models, val_interval=val_interval, seed=seed,
-        device=device, num_workers=num_workers, lr=lr, momentum=momentum, weight_decay=weight_decay,
-        poly_power=poly_power, convention=convention, val_batch_size=1, log_interval=log_interval,
-        tensorboard=tensorboard, progress=progress, amp=amp,
-        summary={"network": "unet3d", "label_kind": "full", "train_items": len(train_dataset)},
-    )
+    return trainer.train(train_dataset, val_dataset, output_dir, num_classes, iterations, seed,
+                         summary={"network": "unet3d", "label_kind": "full", "train_items": len(train_dataset)})

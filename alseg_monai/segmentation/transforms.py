@@ -31,7 +31,7 @@ from monai.transforms import (
 
 from ..errors import ConfigError
 
-__all__ = ["decode_ignore", "encode_ignore", "train_augmentation"]
+__all__ = ["train_augmentation"]
 
 
 def encode_ignore(label: torch.Tensor, ignore_index: int) -> torch.Tensor:

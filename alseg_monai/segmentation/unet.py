@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["ConvBlock", "DualBranchUNet", "UNet2D", "UNetDecoder", "UNetEncoder"]
+__all__ = ["DualBranchUNet", "UNet2D"]
 
 _ACT = ("leakyrelu", {"negative_slope": 0.01})
 _NORM = "batch"

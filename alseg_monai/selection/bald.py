@@ -30,7 +30,7 @@ class BALDStrategy(Strategy):
         models = context.models()
         if not models:
             return random_rows(context, budget, self.rng(context, "first_round"))
-        rows = context.unlabeled_indices
+        rows = context.unlabelled_indices
         scores = mc_dropout_bald(
             models[0],
             context.images(),

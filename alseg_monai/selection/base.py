@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ConfigError, DataError
 from ..utils import derive_seed
 
-__all__ = ["SelectionContext", "Strategy", "check_budget", "check_selection", "random_rows", "top_rows"]
+__all__ = ["SelectionContext", "Strategy", "check_selection"]
 
 
 class SelectionContext:
@@ -33,7 +33,7 @@ class SelectionContext:
 
     Args:
         pool: slice records (dicts with a unique ``"id"``), labelled and unlabelled.
-        labeled: ids of the slices annotated so far (all in ``pool``).
+        labelled: ids of the slices annotated so far (all in ``pool``).
         round: AL round index, 0 for the first selection.
         seed: experiment seed; strategies derive their random streams from it and ``round``.
         num_classes: segmentation classes, background included (for model-based strategies).
@@ -53,7 +53,7 @@ class SelectionContext:
     def __init__(
         self,
         pool: Sequence[Mapping[str, Any]],
-        labeled: Sequence[str],
+        labelled: Sequence[str],
         round: int = 0,
         seed: int = 0,
         num_classes: int | None = None,
@@ -69,12 +69,12 @@ class SelectionContext:
         self.pool = list(pool)
         self.ids = _pool_ids(self.pool)
         self.row_of = {sid: row for row, sid in enumerate(self.ids)}
-        self.labeled = list(labeled)
-        self.labeled_indices = _labeled_rows(self.labeled, self.row_of)
+        self.labelled = list(labelled)
+        self.labelled_indices = _labelled_rows(self.labelled, self.row_of)
         mask = np.zeros(len(self.pool), dtype=bool)
-        mask[self.labeled_indices] = True
-        self.labeled_mask = mask
-        self.unlabeled_indices = np.flatnonzero(~mask)
+        mask[self.labelled_indices] = True
+        self.labelled_mask = mask
+        self.unlabelled_indices = np.flatnonzero(~mask)
         self.round, self.seed = int(round), int(seed)
         self.num_classes, self.device = num_classes, device
         self._providers = {"embeddings": embeddings, "images": images, "models": models}
@@ -88,7 +88,7 @@ class SelectionContext:
 
     def __repr__(self) -> str:
         return (
-            f"SelectionContext(pool={len(self.pool)} slices, labeled={len(self.labeled)}, round={self.round}, "
+            f"SelectionContext(pool={len(self.pool)} slices, labelled={len(self.labelled)}, round={self.round}, "
             f"seed={self.seed}, providers={[k for k, v in self._providers.items() if v is not None]})"
         )
 
@@ -161,11 +161,11 @@ def _pool_ids(pool: list[Mapping[str, Any]]) -> list[str]:
     return ids
 
 
-def _labeled_rows(labeled: list[str], row_of: dict[str, int]) -> np.ndarray:
-    missing = [sid for sid in labeled if sid not in row_of]
+def _labelled_rows(labelled: list[str], row_of: dict[str, int]) -> np.ndarray:
+    missing = [sid for sid in labelled if sid not in row_of]
     if missing:
         raise DataError(f"SelectionContext: labelled ids not in the pool: {missing[:5]} ({len(missing)} in all)")
-    rows = np.array(sorted(row_of[sid] for sid in labeled), dtype=np.int64)
+    rows = np.array(sorted(row_of[sid] for sid in labelled), dtype=np.int64)
     if np.unique(rows).size != rows.size:
         raise DataError("SelectionContext: labelled ids must not repeat")
     return rows
@@ -185,7 +185,7 @@ def check_budget(context: SelectionContext, budget: int) -> int:
     """
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
         raise ConfigError(f"budget: expected an integer number of slices, got {budget!r}")
-    free = len(context.unlabeled_indices)
+    free = len(context.unlabelled_indices)
     if not 0 <= budget <= free:
         raise ConfigError(f"budget: expected 0 <= budget <= {free} unlabelled slices, got {budget}")
     return int(budget)
@@ -209,7 +209,7 @@ def check_selection(context: SelectionContext, ids: Sequence[str], budget: int, 
         raise ConfigError(f"{who}: returned ids that are not pool slice ids: {bad[:5]}")
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{who}: returned repeated ids")
-    already = [sid for sid in ids if context.labeled_mask[context.row_of[sid]]]
+    already = [sid for sid in ids if context.labelled_mask[context.row_of[sid]]]
     if already:
         raise ConfigError(f"{who}: returned already labelled ids: {already[:5]}")
     return ids
@@ -255,7 +255,7 @@ class Strategy:
 
 def random_rows(context: SelectionContext, budget: int, rng: np.random.Generator) -> np.ndarray:
     """``budget`` unlabelled rows uniformly at random (the first round of model-based strategies)."""
-    return rng.choice(context.unlabeled_indices, size=budget, replace=False)
+    return rng.choice(context.unlabelled_indices, size=budget, replace=False)
 
 
 def top_rows(rows: np.ndarray, scores: np.ndarray, budget: int) -> np.ndarray:

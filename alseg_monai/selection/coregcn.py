@@ -33,15 +33,7 @@ from .kcenter import kcenter_greedy
 from .registry import register_strategy
 from .resources import resolve_device
 
-__all__ = [
-    "CoreGCN",
-    "CoreGCNStrategy",
-    "SimilarityGraph",
-    "coregcn_on_nodes",
-    "coregcn_select",
-    "sample_graph_nodes",
-    "train_gcn",
-]
+__all__ = ["CoreGCNStrategy"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +86,14 @@ class CoreGCN(nn.Module):
         return self.last(hidden, graph)[:, 0], hidden
 
 
-def _gcn_loss(logits: torch.Tensor, is_labeled: torch.Tensor, lambda_loss: float) -> torch.Tensor:
+def _gcn_loss(logits: torch.Tensor, is_labelled: torch.Tensor, lambda_loss: float) -> torch.Tensor:
     # -mean log s(labelled) - lambda mean log(1 - s(unlabelled)), in a numerically stable form.
-    return -F.logsigmoid(logits[is_labeled]).mean() - lambda_loss * F.logsigmoid(-logits[~is_labeled]).mean()
+    return -F.logsigmoid(logits[is_labelled]).mean() - lambda_loss * F.logsigmoid(-logits[~is_labelled]).mean()
 
 
 def train_gcn(
     features: np.ndarray,
-    is_labeled: np.ndarray,
+    is_labelled: np.ndarray,
     hidden: int = 128,
     dropout: float = 0.3,
     lr: float = 1e-3,
@@ -112,11 +104,11 @@ def train_gcn(
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """Train CoreGCN on (S, F) node features (L2-normalised here) and return its (S, hidden)
-    eval-mode hidden features. ``is_labeled`` (S,) bool marks the labelled nodes; both
+    eval-mode hidden features. ``is_labelled`` (S,) bool marks the labelled nodes; both
     classes must be present. Deterministic given ``seed``."""
     device = torch.device(device)
     x = F.normalize(torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device), dim=1)
-    labeled_mask = torch.as_tensor(np.asarray(is_labeled, dtype=bool), device=device)
+    labelled_mask = torch.as_tensor(np.asarray(is_labelled, dtype=bool), device=device)
     graph = SimilarityGraph(x)
     with seeded(seed, device):
         model = CoreGCN(x.shape[1], hidden, dropout).to(device)
@@ -125,7 +117,7 @@ def train_gcn(
         for _ in range(epochs):
             optimizer.zero_grad()
             logits, _ = model(x, graph)
-            _gcn_loss(logits, labeled_mask, lambda_loss).backward()
+            _gcn_loss(logits, labelled_mask, lambda_loss).backward()
             optimizer.step()
     model.eval()
     with torch.no_grad():
@@ -134,40 +126,40 @@ def train_gcn(
 
 
 def sample_graph_nodes(
-    labeled: np.ndarray, unlabeled: np.ndarray, subset_size: int | None, rng: np.random.Generator
+    labelled: np.ndarray, unlabelled: np.ndarray, subset_size: int | None, rng: np.random.Generator
 ) -> np.ndarray:
     """Pool rows of the graph: a random subset of ``subset_size`` unlabelled rows (all when
     None or larger than the pool), in pool order, then the labelled rows."""
-    if subset_size is not None and subset_size < len(unlabeled):
-        unlabeled = np.sort(rng.choice(unlabeled, size=subset_size, replace=False))
-    return np.concatenate([unlabeled, labeled]).astype(np.int64)
+    if subset_size is not None and subset_size < len(unlabelled):
+        unlabelled = np.sort(rng.choice(unlabelled, size=subset_size, replace=False))
+    return np.concatenate([unlabelled, labelled]).astype(np.int64)
 
 
 def coregcn_on_nodes(
     node_features: np.ndarray,
     nodes: np.ndarray,
-    num_labeled: int,
+    num_labelled: int,
     budget: int,
     seed: int = 0,
     device: torch.device | str = "cpu",
     **gcn_settings: float,
 ) -> np.ndarray:
     """CoreGCN picks given the (S, F) features of the graph's ``nodes`` (pool rows, the last
-    ``num_labeled`` labelled): (budget,) pool rows.
+    ``num_labelled`` labelled): (budget,) pool rows.
 
     ``gcn_settings`` go to :func:`train_gcn`. The picks of K-Center Greedy are positions
     in ``nodes`` and are mapped back to pool rows here.
     """
-    is_labeled = np.zeros(len(nodes), dtype=bool)
-    is_labeled[len(nodes) - num_labeled :] = True
-    hidden = train_gcn(node_features, is_labeled, seed=seed, device=device, **gcn_settings)
-    positions = kcenter_greedy(hidden, np.flatnonzero(is_labeled), budget, seed=seed, device=device)
+    is_labelled = np.zeros(len(nodes), dtype=bool)
+    is_labelled[len(nodes) - num_labelled :] = True
+    hidden = train_gcn(node_features, is_labelled, seed=seed, device=device, **gcn_settings)
+    positions = kcenter_greedy(hidden, np.flatnonzero(is_labelled), budget, seed=seed, device=device)
     return nodes[positions]
 
 
 def coregcn_select(
     features: np.ndarray,
-    labeled: np.ndarray,
+    labelled: np.ndarray,
     budget: int,
     seed: int = 0,
     subset_size: int | None = 10000,
@@ -175,12 +167,12 @@ def coregcn_select(
     **gcn_settings: float,
 ) -> np.ndarray:
     """CoreGCN on (N, F) pool ``features``: (budget,) unlabelled pool rows in pick order."""
-    labeled = np.asarray(labeled, dtype=np.int64)
+    labelled = np.asarray(labelled, dtype=np.int64)
     mask = np.zeros(len(features), dtype=bool)
-    mask[labeled] = True
+    mask[labelled] = True
     subset = None if subset_size is None else max(subset_size, budget)
-    nodes = sample_graph_nodes(labeled, np.flatnonzero(~mask), subset, np.random.default_rng(seed))
-    return coregcn_on_nodes(features[nodes], nodes, len(labeled), budget, seed, device, **gcn_settings)
+    nodes = sample_graph_nodes(labelled, np.flatnonzero(~mask), subset, np.random.default_rng(seed))
+    return coregcn_on_nodes(features[nodes], nodes, len(labelled), budget, seed, device, **gcn_settings)
 
 
 @register_strategy("coregcn")
@@ -222,11 +214,11 @@ class CoreGCNStrategy(Strategy):
 
     def select_rows(self, context: SelectionContext, budget: int) -> np.ndarray:
         models = context.models()
-        if not models or len(context.labeled_indices) == 0:
+        if not models or len(context.labelled_indices) == 0:
             return random_rows(context, budget, self.rng(context, "first_round"))
         subset = None if self.subset_size is None else max(self.subset_size, budget)
         nodes = sample_graph_nodes(
-            context.labeled_indices, context.unlabeled_indices, subset, self.rng(context, "nodes")
+            context.labelled_indices, context.unlabelled_indices, subset, self.rng(context, "nodes")
         )
         device = resolve_device(context.device)
         node_features = bottleneck_features(models[0], context.images(), nodes, self.batch_size, device)
@@ -234,7 +226,7 @@ class CoreGCNStrategy(Strategy):
         return coregcn_on_nodes(
             node_features,
             nodes,
-            len(context.labeled_indices),
+            len(context.labelled_indices),
             budget,
             seed=self.seed_for(context, "gcn"),
             device=device,

@@ -30,7 +30,7 @@ class CoresetStrategy(Strategy):
         images = context.images()
         return kcenter_greedy(
             images.reshape(len(images), -1),
-            context.labeled_indices,
+            context.labelled_indices,
             budget,
             seed=self.seed_for(context, "kcenter"),
             device=resolve_device(context.device),

@@ -18,7 +18,7 @@ from .kcenter import kcenter_greedy
 from .registry import register_strategy
 from .resources import resolve_device
 
-__all__ = ["EMBEDDING_KINDS", "GCLCoresetStrategy", "NTXentCoresetStrategy", "fuse_pixels"]
+__all__ = ["GCLCoresetStrategy", "NTXentCoresetStrategy"]
 
 # What the encoder gives per slice: the pooled backbone features g(x) (the paper's
 # embeddings) or the projection head's output z (what the contrastive loss compares).
@@ -89,7 +89,7 @@ class GCLCoresetStrategy(Strategy):
         features = feature_geometry(context.embeddings(), self.geometry)
         if self.pixel_weight > 0:
             features = fuse_pixels(features, context.images(), self.pixel_weight)
-        labelled, first = context.labeled_indices, np.zeros(0, dtype=np.int64)
+        labelled, first = context.labelled_indices, np.zeros(0, dtype=np.int64)
         if labelled.size == 0 and self.first_centre == "kmeans++":
             return kmeanspp_rows(features, budget, seed=self.seed_for(context, "kmeans++"))
         if labelled.size == 0 and self.first_centre == "medoid":

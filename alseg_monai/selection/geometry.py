@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..utils import derive_seed
 
-__all__ = ["FEATURE_GEOMETRIES", "FIRST_CENTRES", "feature_geometry", "kmeanspp_rows", "medoid_row"]
+__all__ = ["feature_geometry"]
 
 FEATURE_GEOMETRIES = ("euclidean", "cosine", "standardized")
 FIRST_CENTRES = ("random", "medoid", "kmeans++")

@@ -26,13 +26,8 @@ from .scores import entropy_map, vote_ratio_map
 
 __all__ = [
     "bottleneck_features",
-    "class_probabilities",
     "ensemble_entropy",
     "ensemble_variance_ratio",
-    "eval_mode",
-    "iterate_batches",
-    "seeded",
-    "shard_rows",
 ]
 
 
@@ -87,6 +82,8 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+# Not monai.networks.eval_mode: it restores only a top-level training flag, so dropout that
+# mc_dropout_mode switches on inside a model that was in eval mode would stay on afterwards.
 @contextlib.contextmanager
 def eval_mode(*models: nn.Module) -> Iterator[None]:
     """Put ``models`` in eval mode (restoring each module's own mode afterwards), without gradients."""

@@ -26,7 +26,7 @@ from ..utils import gather_rows, rank_seed
 from .inference import class_probabilities, eval_mode, iterate_batches, seeded, shard_rows
 from .scores import entropy_map
 
-__all__ = ["DROPOUT_LAYERS", "mc_dropout_bald", "mc_dropout_mode"]
+__all__ = ["mc_dropout_bald"]
 
 DROPOUT_LAYERS = (
     nn.Dropout,

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import DataError
 
-__all__ = ["bald_score", "entropy_map", "entropy_score", "variance_ratio_score", "vote_ratio_map"]
+__all__ = ["bald_score", "entropy_map"]
 
 
 def _as_tensor(probs: torch.Tensor | np.ndarray) -> torch.Tensor:

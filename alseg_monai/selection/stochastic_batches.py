@@ -10,7 +10,7 @@ from .inference import ensemble_entropy
 from .registry import register_strategy
 from .resources import resolve_device
 
-__all__ = ["StochasticBatchesStrategy", "best_group"]
+__all__ = ["StochasticBatchesStrategy"]
 
 
 def best_group(groups: np.ndarray, scores: np.ndarray) -> int:
@@ -38,7 +38,7 @@ class StochasticBatchesStrategy(Strategy):
         models = context.models()
         if not models:
             return random_rows(context, budget, self.rng(context, "first_round"))
-        shuffled = self.rng(context, "groups").permutation(context.unlabeled_indices)
+        shuffled = self.rng(context, "groups").permutation(context.unlabelled_indices)
         num_groups = len(shuffled) // budget
         groups = shuffled[: num_groups * budget].reshape(num_groups, budget)
         scores = ensemble_entropy(

@@ -21,11 +21,15 @@ import numpy as np
 from ..errors import ConfigError
 from .base import SelectionContext, Strategy, positive_int
 from .registry import register_strategy
-from .resources import ensure_memory
+from .resources import ensure_memory, thread_limit
 
-__all__ = ["TypiClustStrategy", "kmeans_labels", "most_typical", "typiclust_select"]
+__all__ = ["TypiClustStrategy", "kmeans_labels"]
 
 logger = logging.getLogger(__name__)
+
+# Threads of a run (None: pools left alone). Single-threaded like K-Center Greedy (issue 14): the
+# per-pick faiss kNN and numpy calls are small and stall when another process takes a core.
+_THREADS: int | None = 1
 
 
 def kmeans_labels(features: np.ndarray, num_clusters: int, iterations: int = 25, seed: int = 0) -> np.ndarray:
@@ -68,7 +72,7 @@ def most_typical(features: np.ndarray, num_neighbors: int = 20) -> int:
 
 def typiclust_select(
     features: np.ndarray,
-    labeled: Sequence[int] | np.ndarray,
+    labelled: Sequence[int] | np.ndarray,
     budget: int,
     seed: int = 0,
     max_clusters: int = 500,
@@ -80,8 +84,8 @@ def typiclust_select(
 
     Args:
         features: (N, D) self-supervised embeddings of the whole pool.
-        labeled: rows already labelled.
-        budget: rows to pick (<= N - |labeled|).
+        labelled: rows already labelled.
+        budget: rows to pick (<= N - |labelled|).
         seed: k-means seed.
         max_clusters: cap on k (published: 500).
         min_cluster_size: clusters with at most this many slices are not visited (published: 5)
@@ -93,15 +97,22 @@ def typiclust_select(
     if features.ndim != 2:
         raise ConfigError(f"typiclust: features must be (N, D), got shape {features.shape}")
     n = len(features)
-    labeled = np.asarray(labeled, dtype=np.int64)
+    labelled = np.asarray(labelled, dtype=np.int64)
     copy = 0 if features.dtype == np.float32 and features.flags.c_contiguous else features.size * 4
     ensure_memory(n * 64 + copy, f"typiclust on {n} x {features.shape[1]} features")
-    k = max(1, min(len(labeled) + budget, max_clusters, n))
+    k = max(1, min(len(labelled) + budget, max_clusters, n))
+    with thread_limit(_THREADS):
+        return _typiclust_picks(features, labelled, budget, k, seed, min_cluster_size, num_neighbors, kmeans_iterations)
+
+
+def _typiclust_picks(features: np.ndarray, labelled: np.ndarray, budget: int, k: int, seed: int,
+                     min_cluster_size: int, num_neighbors: int, kmeans_iterations: int) -> np.ndarray:
+    n = len(features)
     labels = kmeans_labels(features, k, kmeans_iterations, seed)
     sizes = np.bincount(labels, minlength=k)
-    taken = np.bincount(labels[labeled], minlength=k)
+    taken = np.bincount(labels[labelled], minlength=k)
     available = np.ones(n, dtype=bool)
-    available[labeled] = False
+    available[labelled] = False
     left = np.bincount(labels[available], minlength=k)
     members = np.split(np.argsort(labels, kind="stable"), np.cumsum(sizes)[:-1])
     picks = np.empty(budget, dtype=np.int64)
@@ -144,7 +155,7 @@ class TypiClustStrategy(Strategy):
     def select_rows(self, context: SelectionContext, budget: int) -> np.ndarray:
         return typiclust_select(
             context.embeddings(),
-            context.labeled_indices,
+            context.labelled_indices,
             budget,
             seed=self.seed_for(context, "kmeans"),
             max_clusters=self.max_clusters,

@@ -33,7 +33,7 @@ from .inference import eval_mode, iterate_batches, seeded
 from .registry import register_strategy
 from .resources import resolve_device
 
-__all__ = ["VAAL", "VAALStrategy", "VAALDiscriminator", "discriminator_loss", "train_vaal", "vaal_scores", "vae_loss"]
+__all__ = ["VAALStrategy"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,18 +117,18 @@ def vae_loss(x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: tor
     return F.mse_loss(recon, x) + beta * kld
 
 
-def discriminator_loss(labeled_logits: torch.Tensor, unlabeled_logits: torch.Tensor) -> torch.Tensor:
+def discriminator_loss(labelled_logits: torch.Tensor, unlabelled_logits: torch.Tensor) -> torch.Tensor:
     """BCE of the discriminator with labelled -> 1 and unlabelled -> 0."""
     return F.binary_cross_entropy_with_logits(
-        labeled_logits, torch.ones_like(labeled_logits)
-    ) + F.binary_cross_entropy_with_logits(unlabeled_logits, torch.zeros_like(unlabeled_logits))
+        labelled_logits, torch.ones_like(labelled_logits)
+    ) + F.binary_cross_entropy_with_logits(unlabelled_logits, torch.zeros_like(unlabelled_logits))
 
 
-def _adversarial_loss(labeled_logits: torch.Tensor, unlabeled_logits: torch.Tensor) -> torch.Tensor:
+def _adversarial_loss(labelled_logits: torch.Tensor, unlabelled_logits: torch.Tensor) -> torch.Tensor:
     # The VAE wins when the discriminator calls every slice labelled.
     return F.binary_cross_entropy_with_logits(
-        labeled_logits, torch.ones_like(labeled_logits)
-    ) + F.binary_cross_entropy_with_logits(unlabeled_logits, torch.ones_like(unlabeled_logits))
+        labelled_logits, torch.ones_like(labelled_logits)
+    ) + F.binary_cross_entropy_with_logits(unlabelled_logits, torch.ones_like(unlabelled_logits))
 
 
 def _cycle(rows: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -155,8 +155,8 @@ def _resize(x: torch.Tensor, image_size: int) -> torch.Tensor:
 
 def train_vaal(
     images: np.ndarray,
-    labeled: np.ndarray,
-    unlabeled: np.ndarray,
+    labelled: np.ndarray,
+    unlabelled: np.ndarray,
     iterations: int,
     seed: int = 0,
     device: torch.device | str = "cpu",
@@ -177,7 +177,7 @@ def train_vaal(
     device = torch.device(device)
     size = image_size or images.shape[-1]
     rng = np.random.default_rng(seed)
-    labeled_batches, unlabeled_batches = _cycle(labeled, batch_size, rng), _cycle(unlabeled, batch_size, rng)
+    labelled_batches, unlabelled_batches = _cycle(labelled, batch_size, rng), _cycle(unlabelled, batch_size, rng)
     with seeded(seed, device):
         vae = VAAL(images.shape[1], size, latent_dim, channels).to(device)
         discriminator = VAALDiscriminator(latent_dim).to(device)
@@ -188,8 +188,8 @@ def train_vaal(
 
         def draw() -> tuple[torch.Tensor, torch.Tensor]:
             return (
-                _batch(images, next(labeled_batches), size, device),
-                _batch(images, next(unlabeled_batches), size, device),
+                _batch(images, next(labelled_batches), size, device),
+                _batch(images, next(unlabelled_batches), size, device),
             )
 
         for _ in range(iterations):
@@ -280,7 +280,7 @@ class VAALStrategy(Strategy):
         self.image_size = None if image_size is None else positive_int(image_size, "vaal.image_size")
 
     def select_rows(self, context: SelectionContext, budget: int) -> np.ndarray:
-        if len(context.labeled_indices) == 0:
+        if len(context.labelled_indices) == 0:
             return random_rows(context, budget, self.rng(context, "first_round"))
         images = context.images()
         device = resolve_device(context.device)
@@ -288,8 +288,8 @@ class VAALStrategy(Strategy):
         logger.info("vaal: training %d iterations on %d slices", iterations, len(images))
         vae, discriminator = train_vaal(
             images,
-            context.labeled_indices,
-            context.unlabeled_indices,
+            context.labelled_indices,
+            context.unlabelled_indices,
             iterations,
             seed=self.seed_for(context, "train"),
             device=device,
@@ -303,6 +303,6 @@ class VAALStrategy(Strategy):
             num_vae_steps=self.num_vae_steps,
             num_adv_steps=self.num_adv_steps,
         )
-        rows = context.unlabeled_indices
+        rows = context.unlabelled_indices
         scores = vaal_scores(vae, discriminator, images, rows, self.batch_size, device)
         return rows[np.argsort(scores, kind="stable")[:budget]]

@@ -52,7 +52,7 @@ class VarianceRatioStrategy(Strategy):
             logger.warning(
                 "variance_ratio: %d networks available, fewer than num_models=%d", len(models), self.num_models
             )
-        rows = context.unlabeled_indices
+        rows = context.unlabelled_indices
         scores = ensemble_variance_ratio(
             models[: self.num_models], context.images(), rows, self.batch_size, resolve_device(context.device)
         )

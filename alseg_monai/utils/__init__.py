@@ -3,9 +3,7 @@ and the command line's error hook."""
 
 from __future__ import annotations
 
-from .checkpoint import AtomicDiskSaver
 from .distributed import (
-    all_reduce_sum,
     barrier,
     broadcast_module,
     broadcast_object,
@@ -16,7 +14,6 @@ from .distributed import (
     is_distributed,
     is_main_process,
     local_device,
-    local_rank,
     main_process_first,
     main_process_only,
     rank,
@@ -25,10 +22,8 @@ from .distributed import (
     unwrap_model,
     world_size,
 )
-from .error_hook import TRACEBACK_ENV, ErrorHook, install_error_hook
+from .error_hook import install_error_hook
 from .io import (
-    atomic_write,
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     clean_stale_temp_files,
@@ -36,15 +31,9 @@ from .io import (
     save_npy_atomic,
     torch_save_atomic,
 )
-from .seed import derive_seed, set_determinism
+from .seed import derive_seed
 
 __all__ = [
-    "TRACEBACK_ENV",
-    "AtomicDiskSaver",
-    "ErrorHook",
-    "all_reduce_sum",
-    "atomic_write",
-    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "barrier",
@@ -60,14 +49,12 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "local_device",
-    "local_rank",
     "main_process_first",
     "main_process_only",
     "rank",
     "rank_seed",
     "read_json",
     "save_npy_atomic",
-    "set_determinism",
     "shard_indices",
     "torch_save_atomic",
     "unwrap_model",

@@ -1,9 +1,12 @@
-"""Data-parallel runs with ``torch.distributed`` (one process per GPU, started by ``torchrun``).
+"""Data-parallel runs with ``torch.distributed`` (one process per GPU, started by ``torchrun``),
+on top of ``ignite.distributed`` (``idist``).
 
 Every function here is a no-op or an identity when no process group is initialised, so
 single-process code calls them unconditionally: ``rank()`` is 0, ``world_size()`` 1,
 ``barrier()`` returns at once, ``gather_rows`` returns its input, and
-``main_process_only`` functions simply run.
+``main_process_only`` functions simply run. Join the group with :func:`init_distributed`:
+it also registers the group with ignite once, which ignite's collectives (and its metrics'
+reductions) need.
 
 Conventions of the toolkit's distributed runs (see docs/distributed.md):
 
@@ -21,22 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 import torch.distributed as dist
+from monai.utils import evenly_divisible_all_gather
 from torch import nn
 
 from ..errors import ConfigError, DataError
 from .seed import derive_seed
 
 __all__ = [
-    "all_reduce_sum",
     "barrier",
     "broadcast_module",
     "broadcast_object",
@@ -47,7 +50,6 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "local_device",
-    "local_rank",
     "main_process_first",
     "main_process_only",
     "rank",
@@ -64,56 +66,52 @@ _BACKENDS = ("nccl", "gloo", "mpi")
 # no process group to join and the run is a single process.
 _LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+# ignite's functions under the names the package and the bundle configs call.
+rank = idist.get_rank
+world_size = idist.get_world_size
+barrier = idist.barrier
+destroy_distributed = idist.finalize
+# Runs the decorated function on rank 0 only; other ranks skip it and get None (no barrier).
+main_process_only = idist.one_rank_only()
 
 
 def is_distributed() -> bool:
-    """True when a ``torch.distributed`` process group is initialised."""
+    """True when a ``torch.distributed`` process group is initialised (also a one-rank group)."""
+    # A torch query: ignite's (idist.backend()) re-reads an unregistered group, a collective, at every call.
     return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    """This process's global rank (0 when not distributed)."""
-    return dist.get_rank() if is_distributed() else 0
-
-
-def world_size() -> int:
-    """The number of processes (1 when not distributed)."""
-    return dist.get_world_size() if is_distributed() else 1
 
 
 def is_main_process() -> bool:
     """True on rank 0, the process that writes files (always True when not distributed)."""
-    return rank() == 0
-
-
-def local_rank() -> int:
-    """The rank within this node, from ``LOCAL_RANK`` (set by torchrun; 0 otherwise).
-
-    Raises:
-        ConfigError: ``LOCAL_RANK`` is not a non-negative integer.
-    """
-    value = os.environ.get("LOCAL_RANK", "0")
-    if not value.isdigit():
-        raise ConfigError(f"LOCAL_RANK={value!r}: expected a non-negative integer (set by torchrun)")
-    return int(value)
+    # ignite has rank-filtering decorators and context managers, but no predicate.
+    return idist.get_rank() == 0
 
 
 def local_device() -> torch.device:
-    """``cuda:<LOCAL_RANK>`` when torch sees a GPU, else ``cpu``: the device of this process.
+    """This process's device: ``cuda:<LOCAL_RANK>`` when torch sees a GPU, else ``cpu``.
+
+    In a process group this is ``idist.device()``, the GPU :func:`init_distributed` made
+    current: ``LOCAL_RANK`` is not read again, because ignite rewrites it from
+    ``SLURM_LOCALID`` when it registers a group under SLURM.
 
     Raises:
-        ConfigError: ``LOCAL_RANK`` names a GPU this node does not have.
+        ConfigError: ``LOCAL_RANK`` is not a non-negative integer or names a GPU this node
+            does not have.
     """
+    # Not idist.device() alone: without a group it answers "cuda" with no index, or "mps".
     if not torch.cuda.is_available():
         return torch.device("cpu")
-    index = local_rank()
-    if index >= torch.cuda.device_count():
+    if is_distributed():
+        return idist.device()
+    value = os.environ.get("LOCAL_RANK", "0")
+    if not value.isdigit():
+        raise ConfigError(f"LOCAL_RANK={value!r}: expected a non-negative integer (set by torchrun)")
+    if int(value) >= torch.cuda.device_count():
         raise ConfigError(
-            f"LOCAL_RANK={index} but this node has {torch.cuda.device_count()} visible GPU(s); "
+            f"LOCAL_RANK={value} but this node has {torch.cuda.device_count()} visible GPU(s); "
             "start at most that many processes per node (torchrun --nproc_per_node)"
         )
-    return torch.device("cuda", index)
+    return torch.device("cuda", int(value))
 
 
 def init_distributed(
@@ -124,7 +122,7 @@ def init_distributed(
     Idempotent: a second call returns the device. Outside torchrun (the launcher's
     ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` unset) nothing is
     initialised and the single process's device is returned, so a multi-GPU config also
-    runs as one process.
+    runs as one process. Leave the group with :func:`destroy_distributed` (``idist.finalize``).
 
     Args:
         backend: ``nccl``, ``gloo`` or ``mpi``; None: ``nccl`` when torch sees a GPU, else ``gloo``.
@@ -141,6 +139,7 @@ def init_distributed(
         ConfigError: an unknown backend, ``nccl`` without a GPU, a non-positive timeout,
             or ``LOCAL_RANK`` beyond this node's GPUs.
     """
+    # Not idist.initialize: it refuses torchrun under srun on several nodes, and takes no nccl device_id.
     device = local_device()
     if is_distributed():
         return device
@@ -163,67 +162,23 @@ def init_distributed(
         # Binding the group to this rank's GPU lets barriers and object collectives use it.
         kwargs["device_id"] = device
     dist.init_process_group(backend=backend, **kwargs)
-    _sync_ignite()
+    # Registered once here; unregistered, ignite would re-read the group (a collective) at every call.
+    idist.sync()
     logger.info("rank %d of %d joined the %s process group on %s", rank(), world_size(), backend, device)
     if not log_all_ranks and rank() > 0:
         logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     return device
 
 
-def destroy_distributed() -> None:
-    """Leave and destroy the process group (no-op when there is none)."""
-    if is_distributed():
-        dist.destroy_process_group()
-        _sync_ignite()
-
-
-def _sync_ignite() -> None:
-    # ignite's metrics (e.g. Average) reduce across ranks through ignite.distributed, which
-    # must be told that a native process group now exists (or no longer does).
-    import ignite.distributed as idist
-
-    idist.sync()
-
-
-def barrier() -> None:
-    """Wait until every rank reaches this point (no-op when not distributed)."""
-    if is_distributed():
-        dist.barrier()
-
-
-def _comm_device() -> torch.device:
-    # nccl only moves CUDA tensors; gloo and mpi move CPU tensors.
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` (any picklable object), returned on every rank; ``obj`` itself
     when not distributed. Every rank must call it; only ``src``'s argument matters."""
+    # Not idist.broadcast: it takes tensors, numbers, strings and paths, callers send lists, flags and None.
     if not is_distributed():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def _all_gather_objects(obj: Any) -> list[Any]:
-    gathered: list[Any] = [None] * world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
-def all_reduce_sum(value: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """The element-wise sum of ``value`` over all ranks, as a new tensor or array of the same
-    type, device and dtype (a copy of ``value`` when not distributed)."""
-    if isinstance(value, np.ndarray):
-        return np.asarray(all_reduce_sum(torch.from_numpy(np.ascontiguousarray(value)))).copy()
-    if not is_distributed():
-        return value.clone()
-    total = value.detach().to(_comm_device(), copy=True)
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total.to(value.device)
 
 
 def shard_indices(n: int, num_shards: int | None = None, shard: int | None = None) -> np.ndarray:
@@ -244,15 +199,14 @@ def shard_indices(n: int, num_shards: int | None = None, shard: int | None = Non
     Raises:
         ConfigError: ``n`` < 0 or ``shard`` outside ``[0, num_shards)``.
     """
+    # Not DistributedSampler's split: it interleaves and pads, and gather_rows expects blocks.
     num_shards = world_size() if num_shards is None else int(num_shards)
     shard = rank() if shard is None else int(shard)
     if int(n) < 0 or num_shards < 1 or not 0 <= shard < num_shards:
         raise ConfigError(
             f"shard_indices: need n >= 0 and 0 <= shard < num_shards, got n={n}, shard={shard}, num_shards={num_shards}"
         )
-    base, extra = divmod(int(n), num_shards)
-    start = shard * base + min(shard, extra)
-    return np.arange(start, start + base + (shard < extra), dtype=np.int64)
+    return np.array_split(np.arange(int(n), dtype=np.int64), num_shards)[shard]
 
 
 def _check_shard(local: Any, indices: np.ndarray, n: int) -> None:
@@ -292,6 +246,7 @@ def gather_rows(
             ranks' indices do not cover every record exactly once, or ranks disagree on
             the trailing shape or dtype.
     """
+    # ignite and MONAI gather in rank order; this puts rows back in record order, lists too.
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     n = int(n)
     if isinstance(local, torch.Tensor):
@@ -311,9 +266,8 @@ def gather_rows(
 
 def _gather_objects(local: list[Any], indices: np.ndarray, n: int) -> list[Any]:
     _check_shard(local, indices, n)
-    parts = _all_gather_objects((indices, local)) if is_distributed() else [(indices, local)]
-    everything = np.concatenate([part[0] for part in parts])
-    _check_cover(everything, n)
+    parts = idist.all_gather((indices, local))  # pickled; [(indices, local)] in a single process
+    _check_cover(np.concatenate([part[0] for part in parts]), n)
     out: list[Any] = [None] * n
     for part_indices, part in parts:
         for index, item in zip(part_indices.tolist(), part):
@@ -322,34 +276,23 @@ def _gather_objects(local: list[Any], indices: np.ndarray, n: int) -> list[Any]:
 
 
 def _gather_arrays(local: np.ndarray, indices: np.ndarray, n: int) -> np.ndarray:
-    metas = _all_gather_objects((len(indices), local.shape[1:], local.dtype.str))
-    shaped = [(shape, dtype) for count, shape, dtype in metas if count]
-    if len({meta for meta in shaped}) > 1:
+    metas = idist.all_gather((indices, local.shape[1:], local.dtype.str))
+    shaped = [(shape, dtype) for part, shape, dtype in metas if len(part)]
+    if len(set(shaped)) > 1:
         raise DataError(f"gather_rows: ranks sent rows of different trailing shapes or dtypes: {shaped}")
+    # Every rank holds every rank's indices and shapes, so all ranks raise here together.
+    order = np.concatenate([part for part, _, _ in metas])
+    _check_cover(order, n)
     trailing, dtype = shaped[0] if shaped else (local.shape[1:], local.dtype.str)
     dtype = np.dtype(dtype)
-    counts = [count for count, _, _ in metas]
-    width = max(counts)
-    device = _comm_device()
-    # Collectives need equal sizes: every rank sends `width` rows, padding its own.
-    padded = np.zeros((width, *trailing), dtype=dtype)
-    padded[: len(local)] = local.reshape(len(local), *trailing)
+    # A rank without rows takes the others' trailing shape and dtype, so every rank sends the same kind.
+    rows = np.ascontiguousarray(local.reshape(len(local), *trailing), dtype=dtype)
     # bool is not a collective dtype everywhere; its bytes travel as uint8.
-    wire = padded.view(np.uint8) if dtype == np.bool_ else padded
-    rows = torch.from_numpy(wire).to(device)
-    row_parts = [torch.empty_like(rows) for _ in counts]
-    dist.all_gather(row_parts, rows)
-    sent = torch.full((width,), -1, dtype=torch.int64)
-    sent[: len(indices)] = torch.from_numpy(indices)
-    index_parts = [torch.empty_like(sent, device=device) for _ in counts]
-    dist.all_gather(index_parts, sent.to(device))
-    gathered = [part[:count].cpu().numpy() for part, count in zip(index_parts, counts)]
-    _check_cover(np.concatenate(gathered), n)
-    out = np.empty((n, *trailing), dtype=dtype)
-    for part_indices, part, count in zip(gathered, row_parts, counts):
-        values = part[:count].cpu().numpy()
-        out[part_indices] = values.view(np.bool_) if dtype == np.bool_ else values
-    return out
+    wire = rows.view(np.uint8) if dtype == np.bool_ else rows
+    gathered = evenly_divisible_all_gather(torch.from_numpy(wire), concat=True).numpy()
+    out = np.empty((n, *trailing), dtype=wire.dtype)
+    out[order] = gathered
+    return out.view(np.bool_) if dtype == np.bool_ else out
 
 
 def broadcast_module(module: nn.Module, src: int = 0) -> nn.Module:
@@ -359,17 +302,17 @@ def broadcast_module(module: nn.Module, src: int = 0) -> nn.Module:
     running statistics follow its own batches; after this every rank holds exactly
     ``src``'s model (the one rank 0 saves). Returns ``module``.
     """
+    # ignite broadcasts single tensors only, and DDP copies rank 0's state once, when it wraps.
     if not is_distributed():
         return module
-    device = _comm_device()
     with torch.no_grad():
         for tensor in module.state_dict().values():
             if not isinstance(tensor, torch.Tensor):
                 continue
-            # Collectives need dense tensors on the backend's device (channels-last weights are copied).
-            wire = tensor.to(device).contiguous()
-            dist.broadcast(wire, src=src)
-            if wire.data_ptr() != tensor.data_ptr():
+            # Collectives need dense tensors (channels-last weights travel as copies); idist moves
+            # them to the backend's device and back.
+            wire = idist.broadcast(tensor.contiguous(), src=src)
+            if wire is not tensor:
                 tensor.copy_(wire)
     return module
 
@@ -386,6 +329,7 @@ def ddp_wrap(module: nn.Module, device: torch.device | str | None = None, **kwar
         device: its device (default: the device of its first parameter).
         kwargs: further ``DistributedDataParallel`` arguments.
     """
+    # Not idist.auto_model: it turns a single process on a multi-GPU node into DataParallel.
     if not is_distributed():
         return module
     if device is None:
@@ -398,6 +342,7 @@ def ddp_wrap(module: nn.Module, device: torch.device | str | None = None, **kwar
 
 def unwrap_model(module: nn.Module) -> nn.Module:
     """The network inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (else ``module``)."""
+    # Neither ignite nor MONAI (whose get_state_dict unwraps for the state only) returns the network.
     while isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         module = module.module
     return module
@@ -410,23 +355,8 @@ def rank_seed(seed: int) -> int:
     drew; ``derive_seed(seed, "rank", r)`` on rank ``r`` of a distributed run, so ranks
     do not repeat each other's draws on their different batches.
     """
+    # The toolkit's seeds are derived by name (derive_seed), which no library does.
     return derive_seed(seed, "rank", rank()) if is_distributed() else int(seed)
-
-
-def main_process_only(function: _F) -> _F:
-    """Decorator: run ``function`` on rank 0 only; other ranks skip it and get None.
-
-    For functions that write files. No barrier: call :func:`barrier` before another rank
-    reads what was written.
-    """
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if is_main_process():
-            return function(*args, **kwargs)
-        return None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @contextlib.contextmanager
@@ -438,9 +368,8 @@ def main_process_first() -> Iterator[None]:
     :func:`is_main_process`. When rank 0 fails in the block the others stay at the
     barrier until torchrun stops them, so they never work from a half-made state.
     """
-    if not is_main_process():
-        barrier()
-    yield
-    if is_main_process():
-        barrier()
+    with idist.one_rank_first():
+        yield
+    # idist.one_rank_first lets rank 0 go on while the others still read in the block; rank 0
+    # waits here so that it writes nothing new (the next step's files) under their feet.
     barrier()

@@ -28,7 +28,7 @@ from types import TracebackType
 
 from ..errors import find_alseg_error
 
-__all__ = ["TRACEBACK_ENV", "ErrorHook", "install_error_hook"]
+__all__ = ["install_error_hook"]
 
 TRACEBACK_ENV = "ALSEG_TRACEBACK"
 

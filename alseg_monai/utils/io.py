@@ -4,7 +4,8 @@ Every file is written to a temporary sibling named ``.<name>.<pid>.<random>.tmp`
 flushed and fsynced, then moved over the target with :func:`os.replace` (atomic on
 POSIX and Windows for paths on one filesystem). A crash leaves at most a stale temp
 file, which readers ignore (its name never matches a real output) and
-:func:`clean_stale_temp_files` removes.
+:func:`clean_stale_temp_files` removes, along with those of ignite's atomic ``DiskSaver``
+(``tmp`` and 8 random characters, :func:`tempfile.NamedTemporaryFile`'s names).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +24,6 @@ import numpy as np
 from ..errors import DataError
 
 __all__ = [
-    "TEMP_SUFFIX",
-    "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 TEMP_SUFFIX = ".tmp"
+# The temporary checkpoint names of ignite's DiskSaver(atomic=True), from tempfile.NamedTemporaryFile.
+_IGNITE_TEMP = re.compile(r"tmp[a-z0-9_]{8}")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -124,7 +126,8 @@ def torch_save_atomic(obj: Any, path: str | os.PathLike) -> None:
 
 
 def clean_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
-    """Remove temporary files left by interrupted atomic writes under ``directory``.
+    """Remove temporary files left by interrupted atomic writes under ``directory``
+    (this module's and ignite ``DiskSaver``'s checkpoints).
 
     Only call this when no other process is writing there (e.g. when a run starts).
     Returns the removed paths.
@@ -133,7 +136,9 @@ def clean_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
     if not directory.is_dir():
         return []
     removed = []
-    for tmp in directory.rglob(f".*{TEMP_SUFFIX}"):
+    stale = [*directory.rglob(f".*{TEMP_SUFFIX}"),
+             *(p for p in directory.rglob("tmp*") if _IGNITE_TEMP.fullmatch(p.name))]
+    for tmp in stale:
         if tmp.is_file():
             with contextlib.suppress(OSError):
                 tmp.unlink()

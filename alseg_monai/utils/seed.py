@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import random
 
-import numpy as np
-import torch
-
-__all__ = ["derive_seed", "set_determinism"]
+__all__ = ["derive_seed"]
 
 
 def derive_seed(seed: int, *names: object) -> int:
@@ -20,10 +16,3 @@ def derive_seed(seed: int, *names: object) -> int:
     """
     key = "/".join([str(int(seed)), *map(str, names)]).encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
-
-
-def set_determinism(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) with ``seed``."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)

@@ -9,7 +9,7 @@ import pytest
 from bundle_helpers import CONFIGS, run_bundle, tiny_overrides
 from monai.bundle import ConfigParser
 
-from alseg_monai.loop import check_keys
+from alseg_monai.loop.config import check_keys
 
 OVERLAYS = ["cpu.json", "demo.json", "study.json", "options_study.json", "smoke.json",
             *sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "data").glob("*.json"))]

@@ -12,9 +12,9 @@ from alseg_monai.contrastive import (
     RandErasingd,
     RandGaussianBlurd,
     RandResizedCropd,
-    TwoViewsd,
     paper_augmentation,
 )
+from alseg_monai.contrastive.augment import TwoViewsd
 from alseg_monai.errors import ConfigError, DataError
 
 

@@ -11,9 +11,9 @@ from alseg_monai.contrastive import (
     GroupBatchSampler,
     GroupNTXentLoss,
     SimCLREncoder,
-    batch_group_ids,
-    build_contrastive_loader,
 )
+from alseg_monai.contrastive.groups import batch_group_ids
+from alseg_monai.contrastive.trainer import build_contrastive_loader
 from alseg_monai.errors import ConfigError, DataError
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from contrastive_data import PhantomSlices, make_records
 
-from alseg_monai.contrastive import EMBEDDING_IDS_FILE, EMBEDDINGS_FILE, SimCLREncoder, embed, load_embeddings, save_embeddings
+from alseg_monai.contrastive import SimCLREncoder, embed, load_embeddings, save_embeddings
+from alseg_monai.contrastive.embeddings import EMBEDDING_IDS_FILE, EMBEDDINGS_FILE
 from alseg_monai.errors import ConfigError, DataError
 
 

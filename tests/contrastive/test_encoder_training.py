@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 import torch
 from contrastive_data import PhantomSlices, make_records
-from ignite.engine import Events
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
 
 from alseg_monai.contrastive import (
     ContrastiveObjective,
     GroupBatchSampler,
-    SetEpochHandler,
     SimCLREncoder,
-    build_contrastive_loader,
-    create_contrastive_trainer,
-    latest_checkpoint,
     train_encoder,
 )
+from alseg_monai.contrastive.handlers import ResumableDiskSaver, SetEpochHandler, latest_checkpoint
+from alseg_monai.contrastive.trainer import build_contrastive_loader, create_contrastive_trainer
 from alseg_monai.errors import ConfigError, DataError
+from alseg_monai.utils import clean_stale_temp_files
 
 
 class EpochLosses:
@@ -86,6 +88,44 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, data):
     for key, value in straight.state_dict().items():
         assert torch.allclose(value.float(), resumed.state_dict()[key].float(), atol=1e-6), key
     assert sorted(p.name for p in (tmp_path / "killed").glob("checkpoint_*.pt")) == ["checkpoint_1.pt", "checkpoint_2.pt"]
+
+
+def test_resume_after_a_kill_between_removing_the_old_checkpoint_and_writing_the_new(tmp_path, data):
+    records, dataset = data
+    common = dict(encoder=small_encoder(), progress=False, seed=3)
+    train_encoder(dataset, records, tmp_path, epochs=2, **common)
+    # Epoch 3's save removes checkpoint_1 first; killed before checkpoint_3 lands, the
+    # run resumes from checkpoint_2, whose Checkpoint state still lists checkpoint_1.
+    (tmp_path / "checkpoint_1.pt").unlink()
+    train_encoder(dataset, records, tmp_path, epochs=3, **common)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*.pt")) == ["checkpoint_2.pt", "checkpoint_3.pt"]
+
+
+@pytest.mark.parametrize("saver, fails", [(lambda d: DiskSaver(d, atomic=True, require_empty=False), True),
+                                          (ResumableDiskSaver, False)])
+def test_resumable_disk_saver_accepts_a_listed_file_already_gone(tmp_path, saver, fails):
+    checkpoint = Checkpoint({"network": torch.nn.Linear(1, 1)}, saver(tmp_path), n_saved=1)
+    engine = Engine(lambda *_: None)
+    engine.state.iteration = 1
+    checkpoint(engine)
+    (tmp_path / "network_1.pt").unlink()  # listed by the Checkpoint, gone from disk
+    engine.state.iteration = 2
+    if fails:  # what ignite's own DiskSaver does, the reason ResumableDiskSaver exists
+        with pytest.raises(FileNotFoundError):
+            checkpoint(engine)
+    else:
+        checkpoint(engine)
+        assert [p.name for p in tmp_path.iterdir()] == ["network_2.pt"]
+
+
+def test_stale_disk_saver_temp_files_are_cleaned(tmp_path):
+    # A DiskSaver(atomic=True) killed mid-write leaves its NamedTemporaryFile behind.
+    with tempfile.NamedTemporaryFile(delete=False, dir=tmp_path) as handle:
+        handle.write(b"half a checkpoint")
+    (tmp_path / "checkpoint_1.pt").write_bytes(b"kept")
+    (tmp_path / "tmp_notes.txt").write_bytes(b"kept")
+    assert clean_stale_temp_files(tmp_path) == [tmp_path / handle.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1.pt", "tmp_notes.txt"]
 
 
 def test_finished_run_is_loaded_not_retrained_and_can_be_extended(tmp_path, data):

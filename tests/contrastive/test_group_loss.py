@@ -8,7 +8,8 @@ import pytest
 import torch
 from monai.losses import ContrastiveLoss
 
-from alseg_monai.contrastive import GroupNTXentLoss, group_masks
+from alseg_monai.contrastive import GroupNTXentLoss
+from alseg_monai.contrastive.loss import group_masks
 from alseg_monai.errors import ConfigError, DataError
 
 

@@ -9,7 +9,9 @@ from contrastive_data import check_epoch, make_records
 from ignite.engine import Engine
 from torch.utils.data import DataLoader
 
-from alseg_monai.contrastive import GroupBatchSampler, SetEpochHandler, paper_batch_size
+from alseg_monai.contrastive import GroupBatchSampler
+from alseg_monai.contrastive.handlers import SetEpochHandler
+from alseg_monai.contrastive.sampler import paper_batch_size
 from alseg_monai.errors import ConfigError, DataError
 
 ALL = ("slice", "volume", "patient")

@@ -186,3 +186,23 @@ def test_nan_and_fractions_in_a_label_named_as_such(tmp_path):
     write_nifti(tmp_path / "a_gt.nii.gz", bad)
     with pytest.raises(DataError, match=r"a_gt.nii.gz: label values are not integers \(1 of 480 voxels, e.g. 0.5\).*nearest"):
         SliceCache.from_index(index, image_size=16, progress=False)
+
+
+def test_nifti_affine_is_the_sform_even_when_pixdim_disagrees(tmp_path):
+    # Why volume_io reads NIfTI with nibabel, not MONAI's LoadImage: MONAI's NibabelReader
+    # replaces such an affine, which would move every grid (and resampled label) of a run.
+    import nibabel as nib
+    from monai.transforms import LoadImage
+
+    image, _ = boxes()
+    affine = np.diag([1.5, 1.5, 8.0, 1.0])
+    nifti = nib.Nifti1Image(image, affine)
+    nifti.header.set_zooms((1.0, 1.0, 1.0))
+    path = tmp_path / "image.nii.gz"
+    nib.save(nifti, str(path))
+    array, read_affine = read_array(path)
+    np.testing.assert_array_equal(array, image)
+    np.testing.assert_array_equal(read_affine, affine)
+    np.testing.assert_array_equal(read_grid(path).affine, affine)
+    monai_affine = LoadImage(reader="NibabelReader", image_only=True)(str(path)).affine.numpy()
+    assert not np.allclose(monai_affine, affine)

@@ -40,6 +40,7 @@ CHILD = '''
 import copy, json, sys
 from pathlib import Path
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Events
@@ -51,7 +52,8 @@ from alseg_monai import utils as u
 from alseg_monai.contrastive import SimCLREncoder, embed, train_encoder
 from alseg_monai.errors import DataError
 from alseg_monai.evaluation import evaluate_volumes
-from alseg_monai.segmentation import create_evaluator, train_round
+from alseg_monai.segmentation import train_round
+from alseg_monai.segmentation.engines import create_evaluator
 from alseg_monai.selection import (SelectionContext, bottleneck_features, ensemble_entropy, ensemble_variance_ratio,
                                    get_strategy, mc_dropout_bald)
 
@@ -71,7 +73,10 @@ result["flags"] = u.gather_rows(table[share, 0] > 5, share, n).tolist()
 result["ids"] = u.gather_rows([f"s{i}" for i in share], share, n)
 one = u.shard_indices(1)
 result["one_record"] = u.gather_rows(np.full((len(one), 2), 3.0, np.float32), one, 1).tolist()
-result["sum"] = u.all_reduce_sum(torch.tensor([1.0, float(rank)])).tolist()
+# The rank without a record sends a (0, 0) float64 placeholder, as evaluate_volumes and embed do.
+padded = u.gather_rows(np.full((1, 3), 7, np.int32) if len(one) else np.zeros((0, 0)), one, 1)
+result["placeholder"] = [padded.tolist(), padded.dtype.str]
+result["sum"] = idist.all_reduce(torch.tensor([1.0, float(rank)])).tolist()  # the group is registered with ignite
 result["broadcast"] = u.broadcast_object({"from": rank})
 try:
     u.gather_rows(np.zeros((1, 2)), np.array([0]), 2)
@@ -164,6 +169,7 @@ def test_collectives_reassemble_rows_in_record_order(results):
         assert result["flags"] == (table[:, 0] > 5).tolist()
         assert result["ids"] == [f"s{i}" for i in range(n)]
         assert result["one_record"] == [[3.0, 3.0]]  # one rank had no row
+        assert result["placeholder"] == [[[7, 7, 7]], np.dtype(np.int32).str]
         assert result["sum"] == [2.0, 1.0]
         assert result["broadcast"] == {"from": 0}
         assert "exactly once" in result["overlap_error"]

@@ -11,20 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dist_helpers import rank_writes, torchrun, write_script
+from dist_helpers import HERE, rank_writes, torchrun, write_script
+from experiments import tiny_experiment
 
-from alseg_monai.contrastive import SimCLREncoder, embed
+from alseg_monai.contrastive import embed
 from alseg_monai.data import SliceDataset, make_phantom
-from alseg_monai.loop import ActiveLearningExperiment
-from alseg_monai.loop.models import load_model
+from alseg_monai.loop import load_state
+from alseg_monai.utils.fresh import build_network
 
 pytestmark = pytest.mark.slow
 
+# Bundle keys over tests/experiments.py's tiny settings (32 x 32 slices, budgets 0.1 and 0.2).
 SETTINGS = {
-    "image_size": 32, "split": {"fractions": [0.5, 0.25, 0.25]}, "budgets": [0.1, 0.2], "repeats": 1, "seed": 3,
-    "encoder": {"epochs": 1}, "progress": False, "evaluation": {"bootstrap": 20},
-    "segmentation": {"iterations_scale": 50, "min_iterations": 6, "models_per_round": 2, "val_interval": 3,
-                     "batch_size": 4},
+    "seed": 3, "evaluation#bootstrap": 20,
+    "segmentation#iterations_scale": 50, "segmentation#min_iterations": 6, "segmentation#models_per_round": 2,
+    "segmentation#val_interval": 3, "segmentation#batch_size": 4,
 }
 STRATEGIES = ("gcl_coreset", "variance_ratio")
 
@@ -34,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, %(tests)r)  # tests/experiments.py
 from dist_child import install_write_audit
+from experiments import tiny_experiment
 from alseg_monai import utils as u
-from alseg_monai.loop import ActiveLearningExperiment
 from alseg_monai.selection import get_strategy
 
 out, phantom = Path(sys.argv[1]), sys.argv[2]
@@ -52,21 +54,21 @@ class Recording:
         self.name = name
     def select(self, context, budget):
         ids = list(self.inner.select(context, budget))
-        picks.append([self.name, context.round, ids, sorted(context.labeled)])
+        picks.append([self.name, context.round, ids, sorted(context.labelled)])
         return ids
 
 class ByRank:
     """A strategy whose picks depend on the rank: the loop must train every rank on rank 0's."""
     def select(self, context, budget):
         rng = np.random.default_rng([u.rank(), context.round])
-        ids = [context.ids[i] for i in rng.choice(context.unlabeled_indices, budget, replace=False)]
-        picks.append(["by_rank", context.round, ids, sorted(context.labeled)])
+        ids = [context.ids[i] for i in rng.choice(context.unlabelled_indices, budget, replace=False)]
+        picks.append(["by_rank", context.round, ids, sorted(context.labelled)])
         return ids
 
 settings = json.loads(%(settings)r)
 strategies = [{"name": name, "strategy": Recording(name)} for name in %(strategies)r]
 strategies.append({"name": "by_rank", "strategy": ByRank()})
-experiment = ActiveLearningExperiment("acdc", phantom, str(out / "run"), strategies=strategies, **settings)
+experiment = tiny_experiment(phantom, out / "run", strategies=strategies, **settings)
 rows = experiment.run()
 np.save(out / f"embeddings_{u.rank()}.npy", experiment.embeddings())
 (out / f"result_{u.rank()}.json").write_text(json.dumps({"rows": rows, "picks": picks}, default=str))
@@ -82,7 +84,8 @@ def phantom(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def launch(phantom, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("experiment")
-    script = write_script(out, "child.py", CHILD % {"settings": json.dumps(SETTINGS), "strategies": STRATEGIES})
+    script = write_script(out, "child.py", CHILD % {"settings": json.dumps(SETTINGS), "strategies": STRATEGIES,
+                                                    "tests": str(HERE.parent)})
     torchrun([str(script), str(out), str(phantom)], timeout=600)
     return out
 
@@ -129,10 +132,9 @@ def test_gathered_embeddings_equal_one_process_embedding_with_the_saved_encoder(
     gathered = [np.load(launch / f"embeddings_{rank}.npy") for rank in (0, 1)]
     np.testing.assert_array_equal(gathered[0], gathered[1])
     np.testing.assert_array_equal(gathered[0], np.load(launch / "run/encoder/embeddings.npy"))
-    experiment = ActiveLearningExperiment("acdc", str(phantom), str(tmp_path / "single"), strategies=["random"],
-                                          **SETTINGS)
+    experiment = tiny_experiment(phantom, tmp_path / "single", strategies=["random"], **SETTINGS)
     experiment.prepare()
-    encoder = SimCLREncoder(in_channels=1)
+    encoder = build_network(experiment.encoder_spec("gcl").network, 0)  # the run's encoder_def
     encoder.load_state_dict(torch.load(launch / "run/encoder/encoder.pt", weights_only=True))
     reference = embed(encoder, SliceDataset(experiment.pool, experiment.cache, keys=("image",)), progress=False)
     np.testing.assert_allclose(gathered[0], reference, rtol=1e-4, atol=1e-5)
@@ -143,15 +145,14 @@ def test_two_rank_picks_equal_single_process_picks_given_the_same_embeddings(lau
     (single / "encoder").mkdir(parents=True)
     for name in ("embeddings.npy", "embedding_ids.json"):
         shutil.copy(launch / "run/encoder" / name, single / "encoder" / name)
-    settings = {**SETTINGS, "segmentation": {**SETTINGS["segmentation"], "models_per_round": 1}}
-    experiment = ActiveLearningExperiment("acdc", str(phantom), str(single), strategies=["gcl_coreset"], report=False,
-                                          **settings)
+    settings = {**SETTINGS, "segmentation#models_per_round": 1, "experiment#report": False}
+    experiment = tiny_experiment(phantom, single, strategies=["gcl_coreset"], **settings)
     rows = experiment.run()
     for round_index in (0, 1):
         assert selection(single, "gcl_coreset", round_index) == selection(launch / "run", "gcl_coreset", round_index)
     # The sharded test evaluation of the two-rank run equals one process scoring its kept model.
     metrics = json.loads((launch / "run/gcl_coreset/repeat_0/round_1/metrics.json").read_text(encoding="utf-8"))
-    training = json.loads((launch / "run/gcl_coreset/repeat_0/round_1/training.json").read_text(encoding="utf-8"))
-    model = load_model(launch / "run/gcl_coreset/repeat_0/round_1/models/best_model.pt", training["network_spec"])
+    model = load_state(experiment.trainers["full"].build(),  # the run's network_def
+                       launch / "run/gcl_coreset/repeat_0/round_1/models/best_model.pt")
     assert experiment.evaluate_model(model, None).mean_dice == pytest.approx(metrics["dice"], abs=1e-9)
     assert len(rows) == 2

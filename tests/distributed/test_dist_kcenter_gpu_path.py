@@ -18,7 +18,7 @@ def _problem(seed: int = 3):
 
 
 def test_faiss_search_of_torch_blocks_gives_the_cpu_picks(monkeypatch):
-    features, labeled = _problem()
+    features, labelled = _problem()
     built = []
 
     def cpu_index(centres: torch.Tensor, device: torch.device):
@@ -33,10 +33,10 @@ def test_faiss_search_of_torch_blocks_gives_the_cpu_picks(monkeypatch):
 
     monkeypatch.setattr(kcenter_module, "_search_function", torch_path_with_faiss)
     state = kcenter_module._State(torch.from_numpy(features), kcenter_module._TorchOps(torch.device("cpu")))
-    picks = kcenter_module._run(state, labeled, 60, seed=0, progress=False)
+    picks = kcenter_module._run(state, labelled, 60, seed=0, progress=False)
     assert built == [((9, 24), "cpu")]
     monkeypatch.undo()
-    np.testing.assert_array_equal(picks, kcenter_greedy(features, labeled, 60))
+    np.testing.assert_array_equal(picks, kcenter_greedy(features, labelled, 60))
 
 
 def test_cuda_uses_faiss_gpu_when_installed_and_torch_otherwise(monkeypatch):

@@ -3,18 +3,16 @@ pass, the DistributedSampler of the training loader, and rank-0 checkpoint writi
 
 from __future__ import annotations
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine
+from ignite.handlers import DiskSaver
 from torch.utils.data import DataLoader, DistributedSampler
 
-from alseg_monai.segmentation import (
-    AtomicDiskSaver,
-    ReshuffleHandler,
-    SupervisedSegLoss,
-    UNet2D,
-    create_train_loader,
-    create_trainer,
-)
+from alseg_monai.segmentation import SupervisedSegLoss, UNet2D
+from alseg_monai.segmentation.engines import create_trainer
+from alseg_monai.segmentation.handlers import ReshuffleHandler
+from alseg_monai.segmentation.trainer import create_train_loader
 
 
 def _orders(reshuffle: bool) -> list[list[int]]:
@@ -43,7 +41,8 @@ def test_distributed_round_loader_reshuffles_and_only_rank_zero_saves(one_rank_g
     trainer.run()
     assert loader.sampler.epoch == 3  # MONAI's epoch 1, then two restarts of the loader
 
-    AtomicDiskSaver(tmp_path / "rank0")({"w": torch.ones(1)}, "c.pt")
-    monkeypatch.setattr("alseg_monai.utils.distributed.rank", lambda: 1)
-    AtomicDiskSaver(tmp_path / "rank1")({"w": torch.ones(1)}, "c.pt")
+    # The checkpoint writer of BestCheckpointSaver (segmentation/handlers.py).
+    DiskSaver(tmp_path / "rank0", atomic=True, require_empty=False)({"w": torch.ones(1)}, "c.pt")
+    monkeypatch.setattr(idist.utils._model, "get_rank", lambda: 1)  # rank 1, as ignite reports it
+    DiskSaver(tmp_path / "rank1", atomic=True, require_empty=False)({"w": torch.ones(1)}, "c.pt")
     assert (tmp_path / "rank0/c.pt").is_file() and not (tmp_path / "rank1").exists()

@@ -18,11 +18,6 @@ def test_without_a_process_group_everything_is_the_single_process_identity():
     u.barrier()
     obj = {"a": [1, 2]}
     assert u.broadcast_object(obj) is obj
-    tensor = torch.tensor([1.0, 2.0])
-    total = u.all_reduce_sum(tensor)
-    assert torch.equal(total, tensor) and total is not tensor
-    array = np.array([3, 4])
-    assert np.array_equal(u.all_reduce_sum(array), array)
     module = nn.Linear(2, 2)
     assert u.ddp_wrap(module) is module and u.unwrap_model(module) is module
     assert u.broadcast_module(module) is module
@@ -64,10 +59,22 @@ def test_gather_rows_puts_rows_in_record_order_and_checks_them():
         u.gather_rows(local, [0, 1, 3], 3)
 
 
-def test_local_rank_and_init_arguments_are_checked(monkeypatch):
+def test_local_device_follows_local_rank_on_a_gpu_node(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert u.local_device() == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert u.local_device() == torch.device("cuda", 1)
     monkeypatch.setenv("LOCAL_RANK", "x")
     with pytest.raises(ConfigError, match="LOCAL_RANK='x'"):
-        u.local_rank()
+        u.local_device()
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(ConfigError, match="2 visible GPU"):
+        u.local_device()
+
+
+def test_init_arguments_are_checked(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -95,8 +102,13 @@ def test_collective_paths_on_a_one_rank_group(one_rank_group):
     flags = u.gather_rows(np.array([True, False]), [1, 0], 2)
     assert flags.dtype == np.bool_ and flags.tolist() == [False, True]
     assert u.gather_rows(np.zeros((0, 4)), [], 0).shape == (0, 4)
-    assert u.broadcast_object([1, "x"]) == [1, "x"]
-    assert u.all_reduce_sum(torch.tensor([2.0])).item() == 2.0
+    assert u.gather_rows(["b", "a"], [1, 0], 2) == ["a", "b"]
+    assert u.broadcast_object([1, "x"]) == [1, "x"] and u.broadcast_object(None) is None
+    assert u.main_process_only(lambda x: x + 1)(1) == 2
+    with u.main_process_first():
+        ran = True
+    assert ran
+    u.barrier()
     module = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).to(memory_format=torch.channels_last)
     before = {k: v.clone() for k, v in module.state_dict().items()}
     u.broadcast_module(module)
@@ -104,6 +116,16 @@ def test_collective_paths_on_a_one_rank_group(one_rank_group):
     wrapped = u.ddp_wrap(module)
     assert isinstance(wrapped, nn.parallel.DistributedDataParallel) and u.unwrap_model(wrapped) is module
     assert u.rank_seed(17) == u.derive_seed(17, "rank", 0) != 17
+
+
+def test_rank_zero_helpers_follow_ignites_rank(one_rank_group, monkeypatch):
+    import ignite.distributed as idist
+
+    monkeypatch.setattr(idist.utils._model, "get_rank", lambda: 1)  # rank 1, as ignite reports it
+    assert u.rank() == 1 and not u.is_main_process()
+    assert u.main_process_only(lambda: "written")() is None
+    assert u.rank_seed(17) == u.derive_seed(17, "rank", 1)
+    assert u.shard_indices(5, 2).tolist() == [3, 4]
 
 
 def test_destroy_returns_to_a_single_process(one_rank_group):

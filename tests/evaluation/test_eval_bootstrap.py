@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from alseg_monai.errors import ConfigError, DataError
-from alseg_monai.evaluation import bootstrap_error, bootstrap_means
+from alseg_monai.evaluation import bootstrap_error
+from alseg_monai.evaluation.bootstrap import bootstrap_means
 
 
 def test_constant_scores_have_no_error():

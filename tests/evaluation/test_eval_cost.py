@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from alseg_monai.errors import ConfigError, DataError
-from alseg_monai.evaluation import annotation_cost, cumulative_costs, volume_cost
+from alseg_monai.evaluation import annotation_cost
+from alseg_monai.evaluation.cost import cumulative_costs, volume_cost
 
 
 def test_full_and_scribble_slices():

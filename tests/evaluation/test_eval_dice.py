@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from alseg_monai.errors import ConfigError, DataError
-from alseg_monai.evaluation import evaluate_volumes, mean_over_classes, volume_dice
+from alseg_monai.evaluation import evaluate_volumes, volume_dice
+from alseg_monai.evaluation.dice import mean_over_classes
 
 
 def _case():

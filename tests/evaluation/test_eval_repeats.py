@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from alseg_monai import ConfigError, DataError
-from alseg_monai.evaluation import mean_interval, paired_difference
+from alseg_monai.evaluation.repeats import mean_interval, paired_difference
 
 
 def test_mean_interval_is_the_student_t_interval():

@@ -6,23 +6,28 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 from bad_input_helpers import bundle_error
+from experiments import tiny_experiment
 from layouts import locale_kept
 
 from alseg_monai import ConfigError, DataError
 from alseg_monai.data import make_phantom
 from alseg_monai.loop import ActiveLearningExperiment
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
+from bundle_helpers import run_bundle  # noqa: E402
+
 AL = ["active_learning.json", "smoke.json"]
-TINY = {"image_size": 32, "split": {"fractions": [0.5, 0.25, 0.25]}, "budgets": [0.1, 0.2], "strategies": ["random"],
-        "repeats": 1, "progress": False,
-        "segmentation": {"iterations_scale": 50, "min_iterations": 5, "models_per_round": 1, "val_interval": 5,
-                         "batch_size": 4}}
+# Bundle keys ("a#b" for nested ones) over tests/experiments.py's tiny settings.
+TINY = {"segmentation#iterations_scale": 50, "segmentation#min_iterations": 5, "segmentation#val_interval": 5}
+# The class settings of a two-class datalist (labels "0" and "1"), as in configs/data/datalist.json.
+TWO_CLASSES = {"num_classes": 2, "ignore_index": 2}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,8 @@ def dataset(phantom, tmp_path) -> Path:
 
 
 def api(dataset: Path, output: Path, kind: str = "acdc", **overrides) -> ActiveLearningExperiment:
-    return ActiveLearningExperiment(kind, str(dataset), str(output), **{**TINY, **overrides})
+    """The bundle's experiment built from Python (:func:`~alseg_monai.loop.load_experiment`)."""
+    return tiny_experiment(dataset, output, kind=kind, **{**TINY, **overrides})
 
 
 def bundle(dataset: Path, output: Path, **overrides):
@@ -115,9 +121,9 @@ def test_budgets_too_fine_for_the_pool(dataset, tmp_path):
 
 
 def test_encoder_batch_not_divisible_by_group_size(dataset, tmp_path):
-    settings = {"epochs": 1, "batch_size": 7, "groupings": ["patient", "volume"]}
-    both(dataset, tmp_path, ConfigError, "batch_size", {"encoder": settings, "strategies": ["gcl_coreset"]},
-         {"encoder#batch_size": 7})
+    # groupings patient and volume: groups of 3 slices
+    both(dataset, tmp_path, ConfigError, "batch_size must be a positive multiple of the group size 3.* got 7",
+         {"sampler#batch_size": 7, "strategies": ["gcl_coreset"]}, {"sampler#batch_size": 7})
 
 
 def test_unknown_strategy_lists_known(dataset, tmp_path):
@@ -125,17 +131,25 @@ def test_unknown_strategy_lists_known(dataset, tmp_path):
          {"strategies": ["corset"]})
 
 
-def test_boolean_given_as_a_string(dataset, tmp_path):
-    # `--progress false` on the command line arrives as the string "false".
-    both(dataset, tmp_path, ConfigError, "progress='false'; expected a JSON boolean", {"progress": "false"},
-         {"progress": "false"})
+def test_boolean_neither_true_nor_false(dataset, tmp_path):
+    # `--progress false` on the command line arrives as the string "false" and is accepted
+    # (tests/bundle/test_bundle_components.py); a value that is no boolean is refused.
+    both(dataset, tmp_path, ConfigError, "progress='maybe'; expected true or false", {"progress": "maybe"},
+         {"progress": "maybe"})
+    assert api(dataset, tmp_path / "api", progress="false").progress is False
 
 
 def test_misspelt_config_key_named(dataset, tmp_path):
-    found = bundle(dataset, tmp_path / "bundle", budgts=[0.1])
-    assert isinstance(found, ConfigError) and "budgts" in str(found) and "budgets" in str(found)
-    with pytest.raises(TypeError, match="budgts"):
+    # The bundle checks the keys of its command line (`python -m monai.bundle run`, which
+    # an in-process run lacks), the Python API those of its overrides.
+    with pytest.raises(ConfigError, match="unknown config key 'budgts'.*did you mean 'budgets'"):
         api(dataset, tmp_path / "api", budgts=[0.1])
+    result = run_bundle(AL, {"dataset_kind": "acdc", "dataset_dir": str(dataset), "output_dir": str(tmp_path / "bundle"),
+                             "budgts": [0.1]}, timeout=300, env={"ALSEG_TRACEBACK": ""})
+    last = result.stderr.rstrip("\n").splitlines()[-1]
+    assert result.returncode != 0 and last.startswith("ConfigError: unknown config key 'budgts'"), result.stderr[-3000:]
+    assert "did you mean 'budgets'" in last
+    assert not (tmp_path / "api").exists() and not (tmp_path / "bundle").exists()
 
 
 def test_duplicate_slice_ids(tmp_path):
@@ -147,7 +161,8 @@ def test_duplicate_slice_ids(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.uint8), np.eye(4)), str(tmp_path / "case_gt.nii.gz"))
     entry = {"image": "case.nii.gz", "label": "case_gt.nii.gz"}
     (tmp_path / "list.json").write_text(json.dumps({"labels": {"0": "bg", "1": "fg"}, "training": [entry, entry]}))
-    both(tmp_path / "list.json", tmp_path, DataError, "duplicate", {"kind": "datalist"}, {"dataset_kind": "datalist"})
+    both(tmp_path / "list.json", tmp_path, DataError, "duplicate", {"kind": "datalist", **TWO_CLASSES},
+         {"dataset_kind": "datalist", **TWO_CLASSES})
 
 
 def test_scribble_without_annotated_pixel_is_kept_with_a_warning(dataset, tmp_path, caplog):
@@ -172,13 +187,13 @@ def test_patient_grouping_dropped_for_one_volume_per_patient(tmp_path, caplog):
         nib.save(nib.Nifti1Image((rng.random((16, 16, 6)) > 0.5).astype(np.uint8), np.eye(4)), str(label))
         entries.append({"image": image.name, "label": label.name})
     (tmp_path / "list.json").write_text(json.dumps({"labels": {"0": "bg", "1": "fg"}, "training": entries}))
-    exp = ActiveLearningExperiment("datalist", str(tmp_path / "list.json"), str(tmp_path / "out"),
-                                   **{**TINY, "image_size": 16, "strategies": ["gcl_coreset"],
-                                      "encoder": {"groupings": ["patient", "volume"], "batch_size": 8}})
+    exp = api(tmp_path / "list.json", tmp_path / "out", kind="datalist", image_size=16, strategies=["gcl_coreset"],
+              **TWO_CLASSES, **{"sampler#groupings": ["patient", "volume"], "sampler#batch_size": 8})
     with caplog.at_level(logging.WARNING):
         exp.prepare()
-    assert exp.encoder_settings["groupings"] == ["volume"]
-    assert exp.encoder_settings["weights"]["patient"] == 0.0
+        spec = exp.encoder_spec("gcl")
+    assert list(spec.groupings()) == ["volume"]
+    assert spec.loss.weights["patient"] == 0.0 and spec.loss.weights["volume"] > 0
     assert "patient grouping duplicates the volume grouping" in caplog.text
 
 
@@ -200,4 +215,5 @@ def test_chaos_mask_count_differs_from_dicom_slices(tmp_path):
             writer.Execute(image)
     for z in range(2):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(patient / "Ground" / f"liver_GT_{z:03d}.png")
-    both(tmp_path / "CHAOS", tmp_path, DataError, r"Ground: 2 PNG masks for 3 DICOM slices", {"kind": "chaos"}, {"dataset_kind": "chaos"})
+    both(tmp_path / "CHAOS", tmp_path, DataError, r"Ground: 2 PNG masks for 3 DICOM slices", {"kind": "chaos", **TWO_CLASSES},
+         {"dataset_kind": "chaos", **TWO_CLASSES})

@@ -14,9 +14,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from bad_input_helpers import BUNDLE, CONFIGS, bundle_error
+from experiments import tiny_experiment
 
 from alseg_monai import ConfigError, DataError
-from alseg_monai.loop import ActiveLearningExperiment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
 from bundle_helpers import run_bundle  # noqa: E402
@@ -55,8 +55,16 @@ def write_datalist(root: Path, training: int = 6, test: int = 2, label_affine=No
 
 
 def settings(datalist: Path, output: Path, **extra) -> dict:
-    return {"dataset_dir": str(datalist), "output_dir": str(output), "image_size": 16,
-            "dataset_options": {"num_classes": 3}, **extra}
+    # Three classes (labels 0, 1, 2): the data config's num_classes and ignore_index, and
+    # the reader's option.
+    return {"dataset_dir": str(datalist), "output_dir": str(output), "image_size": 16, "num_classes": 3,
+            "ignore_index": 3, "dataset_options": {"num_classes": 3}, **extra}
+
+
+def api(datalist: Path, output: Path, **overrides):
+    """The bundle's experiment on the datalist, built from Python."""
+    return tiny_experiment(datalist, output, kind="datalist", configs=["data/datalist.json"], num_classes=3,
+                           ignore_index=3, image_size=16, dataset_options={"num_classes": 3}, **overrides)
 
 
 def three_mm_label(k: int):
@@ -107,7 +115,7 @@ def test_resample_labels_option_through_the_bundle_config(tmp_path):
         sys.excepthook = hook
     experiment = workflow.parser.get_parsed_content("experiment")
     experiment.prepare()
-    record = next(v for v in experiment.index.volumes if v["id"] == "case2")
+    record = next(v for v in experiment.data.index.volumes if v["id"] == "case2")
     assert record["resample"] == {"label": 0}
     # image voxel j lies at 2 j mm, nearest to label voxel rint(2 j / 3) (3 mm voxels)
     nearest = [np.rint(2 * np.arange(n) / 3).astype(int) for n in SHAPE]
@@ -128,15 +136,13 @@ def test_datalist_without_training_entries(tmp_path):
     assert isinstance(found, DataError) and re.search(NO_TRAINING, str(found)), str(found)
     assert str(path) in str(found) and "'training'" in str(found)
     with pytest.raises(DataError, match=NO_TRAINING):
-        ActiveLearningExperiment("datalist", str(path), str(tmp_path / "api"), dataset_options={"num_classes": 3},
-                                 split={"method": "layout", "fractions": [0.8, 0.2]}, image_size=16).prepare()
+        api(path, tmp_path / "api", split={"method": "layout", "fractions": [0.8, 0.2]}).prepare()
 
 
 def test_split_without_training_patients_is_a_config_error(tmp_path):
     path = write_datalist(tmp_path / "data")
     with pytest.raises(ConfigError, match=r"split: no training patient .*split#fractions"):
-        ActiveLearningExperiment("datalist", str(path), str(tmp_path / "api"), dataset_options={"num_classes": 3},
-                                 split={"method": "random", "fractions": [0, 0.5, 0.5]}, image_size=16).prepare()
+        api(path, tmp_path / "api", split={"method": "random", "fractions": [0, 0.5, 0.5]}).prepare()
 
 
 # the command line ---------------------------------------------------------------------------

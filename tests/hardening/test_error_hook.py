@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
-from alseg_monai import ConfigError, DataError, find_alseg_error
-from alseg_monai.utils import TRACEBACK_ENV, ErrorHook, install_error_hook
+from alseg_monai import ConfigError, DataError
+from alseg_monai.errors import find_alseg_error
+from alseg_monai.utils import install_error_hook
+from alseg_monai.utils.error_hook import TRACEBACK_ENV, ErrorHook
 
 
 def _wrapped(error: Exception) -> RuntimeError:

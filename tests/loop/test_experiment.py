@@ -10,12 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from experiments import tiny_experiment
+
 from alseg_monai import ConfigError, DataError
 from alseg_monai.data import make_phantom
-from alseg_monai.loop import ActiveLearningExperiment, check_budgets, round_sizes
-
-TINY_SEGMENTATION = {"iterations_scale": 100, "min_iterations": 10, "models_per_round": 1, "val_interval": 10,
-                     "batch_size": 4}
+from alseg_monai.loop.budgets import check_budgets, round_sizes
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +22,8 @@ def phantom(tmp_path_factory) -> Path:
     return make_phantom(tmp_path_factory.mktemp("phantom"), 6, image_size=32, seed=1, progress=False)
 
 
-def experiment(phantom: Path, output: Path, **overrides) -> ActiveLearningExperiment:
-    settings = {"image_size": 32, "split": {"fractions": [0.5, 0.25, 0.25]}, "budgets": [0.1, 0.2],
-                "strategies": ["random"], "repeats": 1, "segmentation": TINY_SEGMENTATION, "progress": False,
-                "evaluation": {"bootstrap": 50}}
-    settings.update(overrides)
-    return ActiveLearningExperiment("acdc", str(phantom), str(output), **settings)
+def experiment(phantom: Path, output: Path, **overrides):
+    return tiny_experiment(phantom, output, **overrides)
 
 
 def test_budget_schedule_errors():
@@ -74,10 +69,17 @@ def test_changed_settings_refuse_to_resume(phantom, tmp_path):
         experiment(phantom, tmp_path / "run", budgets=[0.1], image_size=48).prepare()
     # Logging switches do not affect results: a resumed run may change them.
     experiment(phantom, tmp_path / "run", budgets=[0.1], progress=True,
-               segmentation={**TINY_SEGMENTATION, "tensorboard": False}).prepare()
-    with pytest.raises(ConfigError, match="segmentation"):
-        experiment(phantom, tmp_path / "run", budgets=[0.1],
-                   segmentation={**TINY_SEGMENTATION, "iterations_scale": 7}).prepare()
+               **{"segmentation#tensorboard": False}).prepare()
+    with pytest.raises(ConfigError, match="iterations"):
+        experiment(phantom, tmp_path / "run", budgets=[0.1], **{"segmentation#iterations_scale": 7}).prepare()
+    # A changed component is a changed setting too, named by where it sits.
+    with pytest.raises(ConfigError, match="trainers"):
+        experiment(phantom, tmp_path / "run", budgets=[0.1], **{"optimizer#lr": 0.5}).prepare()
+    # Strategies may be added to a run; one it has must keep its options.
+    experiment(phantom, tmp_path / "run", budgets=[0.1], strategies=["gcl_coreset"]).prepare()
+    with pytest.raises(ConfigError, match=r"strategy_settings\[gcl_coreset\]"):
+        experiment(phantom, tmp_path / "run", budgets=[0.1], strategies=["gcl_coreset"],
+                   **{"strategy_options#gcl_coreset#geometry": "euclidean"}).prepare()
 
 
 def test_unknown_strategy_lists_known(phantom, tmp_path):

@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from experiments import tiny_experiment
+
 from alseg_monai import ConfigError
 from alseg_monai.data import make_phantom
-from alseg_monai.loop import ActiveLearningExperiment
-
-SEGMENTATION = {"iterations_scale": 100, "min_iterations": 8, "models_per_round": 1, "val_interval": 4,
-                "batch_size": 4}
-ENCODER = {"epochs": 1, "feature_dim": 16, "batch_size": 6}
-VARIANTS = {"ntxent": {"groupings": [], "batch_size": 4, "weights": {"ntxent": 1.0, "patient": 0.0, "volume": 0.0}}}
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +22,13 @@ def phantom(tmp_path_factory) -> Path:
 
 
 def _experiment(phantom, output, **overrides):
-    settings = dict(image_size=32, split={"fractions": [0.5, 0.25, 0.25]}, budgets=[0.05, 0.1],
-                    strategies=["random", "ntxent_coreset",
-                                {"name": "gcl_projection", "strategy": "gcl_coreset", "embedding": "projection",
-                                 "first_centre": "medoid"}],
-                    repeats=2, encoder=ENCODER, encoder_variants=VARIANTS, segmentation=SEGMENTATION,
-                    progress=False, evaluation={"bootstrap": 20})
+    settings = {"budgets": [0.05, 0.1], "repeats": 2, "segmentation#min_iterations": 8,
+                "segmentation#val_interval": 4, "sampler#batch_size": 6, "ntxent_sampler#batch_size": 4,
+                "strategies": ["random", "ntxent_coreset",
+                               {"name": "gcl_projection", "strategy": "gcl_coreset", "embedding": "projection",
+                                "first_centre": "medoid"}]}
     settings.update(overrides)
-    return ActiveLearningExperiment("acdc", str(phantom), str(output), **settings)
+    return tiny_experiment(phantom, output, **settings)
 
 
 @pytest.mark.slow
@@ -70,13 +65,11 @@ def test_parallel_chains_reproduce_the_sequential_run(phantom, tmp_path):
     assert 0.0 <= diagnostics["added"]["position_mean"] <= 1.0
 
 
-def test_workers_and_encoder_variants_are_checked(phantom, tmp_path):
+def test_workers_and_encoders_are_checked(phantom, tmp_path):
     with pytest.raises(ConfigError, match="workers"):
         _experiment(phantom, tmp_path / "a", workers=0)
     with pytest.raises(ConfigError, match="simulated oracle"):
         _experiment(phantom, tmp_path / "b", workers=2, oracle="human")
-    with pytest.raises(ConfigError, match="'gcl' names the main encoder"):
-        _experiment(phantom, tmp_path / "c", encoder_variants={"gcl": {}})
     with pytest.raises(ConfigError, match="encoder 'mine'"):
         _experiment(phantom, tmp_path / "d", strategies=[{"name": "x", "strategy": "gcl_coreset",
                                                          "encoder": "mine"}]).prepare()

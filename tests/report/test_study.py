@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from alseg_monai import DataError
-from alseg_monai.report import format_study_tables, summarize_study, write_study_report
+from alseg_monai.report import write_study_report
+from alseg_monai.report.study import format_study_tables, summarize_study
 
 
 def _rows():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine, Events
@@ -9,14 +10,8 @@ from monai.engines import Evaluator
 from torch import nn
 
 from alseg_monai.errors import ConfigError
-from alseg_monai.segmentation import (
-    AtomicDiskSaver,
-    BestCheckpointSaver,
-    IterationValidationHandler,
-    RestoreBestHandler,
-    poly_lr_handler,
-)
-from alseg_monai.segmentation.handlers import VAL_METRIC
+from alseg_monai.segmentation import BestCheckpointSaver, IterationValidationHandler
+from alseg_monai.segmentation.handlers import VAL_METRIC, RestoreBestHandler
 
 
 class ScriptedEvaluator(Evaluator):
@@ -81,27 +76,49 @@ def test_best_checkpoint_is_kept_and_restored(tmp_path):
 def test_restore_without_checkpoint_fails_clearly(tmp_path):
     network = nn.Linear(1, 1)
     trainer, run = _trainer(network, 2)
-    RestoreBestHandler(BestCheckpointSaver(network, tmp_path, trainer), network).attach(trainer)
+    saver = BestCheckpointSaver(network, tmp_path, trainer)
+    RestoreBestHandler(saver, network).attach(trainer)
     with pytest.raises(Exception, match="no checkpoint was saved"):
         run()
+    assert saver.best_score is None and saver.best_path is None
 
 
-def test_atomic_disk_saver(tmp_path):
-    saver = AtomicDiskSaver(tmp_path / "ckpt")
-    saver({"w": torch.ones(2)}, "a.pt")
-    assert torch.equal(torch.load(tmp_path / "ckpt" / "a.pt")["w"], torch.ones(2))
-    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["a.pt"]
-    saver.remove("a.pt")
-    assert not list((tmp_path / "ckpt").iterdir())
-
-
-def test_poly_lr_decay_per_iteration():
+@pytest.mark.parametrize("seed", range(6))
+def test_best_checkpoint_is_the_earliest_best_score(tmp_path, seed):
+    # The rule of the hand-written saver ignite's Checkpoint replaced: strict improvement,
+    # so the first of equal best scores; scores on a coarse grid make ties common.
+    scores = np.random.default_rng(seed).integers(0, 4, 7).astype(float) / 4
     network = nn.Linear(1, 1)
-    optimizer = torch.optim.SGD(network.parameters(), lr=0.01)
-    trainer = Engine(lambda engine, batch: optimizer.step())
-    poly_lr_handler(optimizer, 10, power=0.9).attach(trainer)
+    validator = ScriptedEvaluator(scores.tolist())
+    trainer, run = _trainer(network, 2 * len(scores))
+    saver = BestCheckpointSaver(network, tmp_path, trainer)
+    saver.attach(validator)
+    IterationValidationHandler(2, validator).attach(trainer)
+    RestoreBestHandler(saver, network).attach(trainer)
+    run()
+    best_iteration = 2 * (int(np.argmax(scores)) + 1)  # np.argmax: the first maximum
+    assert saver.best_score == scores.max()
+    assert [p.name for p in tmp_path.iterdir()] == [f"best_network_{best_iteration}_{VAL_METRIC}={scores.max():.4f}.pt"]
+    assert saver.best_path == tmp_path / saver.best_path.name
+    assert network.weight.item() == best_iteration
+
+
+def test_the_default_poly_decay_steps_every_iteration():
+    """create_trainer's default schedule: the paper's ``lr (1 - t / T) ** 0.9`` per iteration."""
+    from torch.utils.data import DataLoader
+
+    from alseg_monai.segmentation.engines import create_trainer
+
+    network = nn.Conv2d(1, 2, 1)
+    batches = [{"image": torch.rand(1, 1, 4, 4), "label": torch.randint(0, 2, (1, 1, 4, 4))}] * 10
+    trainer = create_trainer(network, DataLoader(batches, batch_size=None), _mean_loss, iterations=10, amp=False)
     lrs = []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: lrs.append(optimizer.param_groups[0]["lr"]))
-    trainer.run(range(10), max_epochs=1)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: lrs.append(trainer.optimizer.param_groups[0]["lr"]))
+    trainer.run()
     expected = [0.01 * (1 - t / 10) ** 0.9 for t in range(1, 11)]
     assert lrs == pytest.approx(expected, abs=1e-12)
+
+
+def _mean_loss(prediction, target):
+    return prediction.float().mean()
+

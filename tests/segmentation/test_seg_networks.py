@@ -6,15 +6,9 @@ import pytest
 import torch
 
 from alseg_monai.errors import ConfigError, DataError
-from alseg_monai.segmentation import (
-    NETWORKS,
-    DualBranchUNet,
-    ResNet50UNet,
-    UNet2D,
-    UNet3D,
-    get_network,
-    load_pretrained_weights,
-)
+from alseg_monai.segmentation import DualBranchUNet, ResNet50UNet, UNet2D, UNet3D
+from alseg_monai.segmentation.networks import NETWORKS, get_network
+from alseg_monai.segmentation.resnet_unet import load_pretrained_weights
 
 SMALL = {"channels": (4, 8, 16, 32, 64), "dropout": (0.05, 0.1, 0.2, 0.3, 0.5)}
 

@@ -11,7 +11,9 @@ import torch
 
 from alseg_monai.errors import ConfigError, DataError
 from alseg_monai.evaluation import evaluate_volumes
-from alseg_monai.segmentation import get_network, iterations_for, train_round, train_volume_round
+from alseg_monai.segmentation import train_round, train_volume_round
+from alseg_monai.segmentation.networks import get_network
+from alseg_monai.segmentation.trainer import iterations_for
 from alseg_monai.utils import read_json
 
 SMALL = {"channels": (8, 16, 32, 64, 128)}
@@ -114,7 +116,8 @@ def test_round_rejects_bad_settings(round_data, tmp_path):
         train_round(round_data.train_full, round_data.val, tmp_path, 4, label_kind="scribble")
     with pytest.raises(DataError, match="empty"):
         train_round([], round_data.val, tmp_path, 4)
-    with pytest.raises(ConfigError, match="num_models"):
+    # train_round's ensemble size is RoundTrainer's models_per_round, which checks it
+    with pytest.raises(ConfigError, match="models_per_round: expected at least 1, got 0"):
         train_round(round_data.train_full, round_data.val, tmp_path, 4, num_models=0, iterations=2)
 
 

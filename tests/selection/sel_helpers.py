@@ -11,11 +11,11 @@ from torch import nn
 from alseg_monai.selection import SelectionContext
 
 
-def textbook_kcenter(features: np.ndarray, labeled, budget: int, first: int | None = None) -> np.ndarray:
+def textbook_kcenter(features: np.ndarray, labelled, budget: int, first: int | None = None) -> np.ndarray:
     """Sener and Savarese's implementation: sklearn distances to every new centre, float32 minima."""
     features = np.asarray(features, dtype=np.float32)
-    labeled = list(labeled)
-    mind = pairwise_distances(features, features[labeled]).min(1) if labeled else None
+    labelled = list(labelled)
+    mind = pairwise_distances(features, features[labelled]).min(1) if labelled else None
     picks: list[int] = []
     for _ in range(budget):
         pick = first if mind is None else int(np.argmax(mind))
@@ -25,11 +25,11 @@ def textbook_kcenter(features: np.ndarray, labeled, budget: int, first: int | No
     return np.array(picks)
 
 
-def brute_force_kcenter(features: np.ndarray, labeled, budget: int) -> np.ndarray:
+def brute_force_kcenter(features: np.ndarray, labelled, budget: int) -> np.ndarray:
     """Each pick: the unlabelled row maximising its exact float64 distance to the nearest centre."""
     x = np.asarray(features, dtype=np.float32).astype(np.float64)
     full = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
-    centres = list(labeled)
+    centres = list(labelled)
     picks = []
     for _ in range(budget):
         mind = full[:, centres].min(1)
@@ -106,16 +106,16 @@ def synthetic_images(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
 
 
 def make_context(
-    n: int = 40, num_labeled: int = 6, round: int = 1, seed: int = 0, models=None, size: int = 16, **overrides
+    n: int = 40, num_labelled: int = 6, round: int = 1, seed: int = 0, models=None, size: int = 16, **overrides
 ) -> SelectionContext:
-    """A context over ``n`` synthetic slices whose first ``num_labeled`` (every 7th) are labelled."""
+    """A context over ``n`` synthetic slices whose first ``num_labelled`` (every 7th) are labelled."""
     pool = pool_records(n)
     images = synthetic_images(n, size, seed=1)
     embeddings = np.random.default_rng(2).normal(size=(n, 12)).astype(np.float32)
-    labeled = [pool[i]["id"] for i in range(0, 7 * num_labeled, 7)]
+    labelled = [pool[i]["id"] for i in range(0, 7 * num_labelled, 7)]
     settings = dict(
         pool=pool,
-        labeled=labeled,
+        labelled=labelled,
         round=round,
         seed=seed,
         num_classes=3,

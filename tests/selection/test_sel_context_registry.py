@@ -54,8 +54,8 @@ def test_rows_and_masks_follow_the_pool_order():
     pool = pool_records(6)
     context = SelectionContext(pool, [pool[4]["id"], pool[1]["id"]], round=2, seed=9)
     assert context.ids == [r["id"] for r in pool]
-    np.testing.assert_array_equal(context.labeled_indices, [1, 4])
-    np.testing.assert_array_equal(context.unlabeled_indices, [0, 2, 3, 5])
+    np.testing.assert_array_equal(context.labelled_indices, [1, 4])
+    np.testing.assert_array_equal(context.unlabelled_indices, [0, 2, 3, 5])
     assert len(context) == 6 and "round=2" in repr(context)
 
 
@@ -79,7 +79,7 @@ def test_missing_provider_names_what_is_needed():
 
 
 @pytest.mark.parametrize(
-    "pool, labeled, kwargs, error, message",
+    "pool, labelled, kwargs, error, message",
     [
         (pool_records(3), ["nope"], {}, DataError, "not in the pool: \\['nope'\\]"),
         (pool_records(3) + pool_records(1), [], {}, DataError, "unique"),
@@ -89,13 +89,13 @@ def test_missing_provider_names_what_is_needed():
         (pool_records(3), [], {"images": np.zeros(3)}, ConfigError, "callable"),
     ],
 )
-def test_bad_contexts_are_rejected(pool, labeled, kwargs, error, message):
+def test_bad_contexts_are_rejected(pool, labelled, kwargs, error, message):
     with pytest.raises(error, match=message):
-        SelectionContext(pool, labeled, **kwargs)
+        SelectionContext(pool, labelled, **kwargs)
 
 
 def test_check_selection_rejects_bad_answers():
-    context = make_context(n=12, num_labeled=1)
+    context = make_context(n=12, num_labelled=1)
     good = [context.ids[1], context.ids[2]]
     assert check_selection(context, good, 2) == good
     cases = [
@@ -131,7 +131,7 @@ def test_bad_settings_raise_config_error():
 
 
 def test_budget_is_checked():
-    context = make_context(n=12, num_labeled=1)
+    context = make_context(n=12, num_labelled=1)
     strategy = get_strategy("random")
     assert strategy.select(context, 0) == []
     with pytest.raises(ConfigError, match="budget"):
@@ -150,9 +150,9 @@ def test_a_users_strategy_registers_and_plugs_in(monkeypatch):
             self.offset = offset
 
         def select_rows(self, context, budget):
-            return context.unlabeled_indices[::-1][self.offset : self.offset + budget]
+            return context.unlabelled_indices[::-1][self.offset : self.offset + budget]
 
-    context = make_context(n=12, num_labeled=1)
+    context = make_context(n=12, num_labelled=1)
     assert "test_last_rows" in available_strategies()
     assert get_strategy("test_last_rows", offset=1).select(context, 2) == [context.ids[10], context.ids[9]]
 

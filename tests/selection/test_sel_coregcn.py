@@ -7,15 +7,9 @@ import numpy as np
 import torch
 from sel_helpers import TinySegNet, make_context
 
-from alseg_monai.selection import (
-    SimilarityGraph,
-    coregcn_select,
-    get_strategy,
-    kcenter_greedy,
-    sample_graph_nodes,
-    train_gcn,
-)
 from alseg_monai.selection import coregcn as coregcn_module
+from alseg_monai.selection import get_strategy, kcenter_greedy
+from alseg_monai.selection.coregcn import SimilarityGraph, coregcn_select, sample_graph_nodes, train_gcn
 
 
 def _dense_adjacency(x: np.ndarray) -> np.ndarray:
@@ -47,10 +41,10 @@ def test_picks_are_pool_rows_not_graph_positions(monkeypatch):
     # Labelled rows 0, 5, 10, 15, 20 come before the outlier (row 37), so its position in
     # the graph's node list (unlabelled first) is 32: the original code would return row 32.
     features = _pool_with_outlier()
-    labeled = np.array([0, 5, 10, 15, 20])
-    monkeypatch.setattr(coregcn_module, "train_gcn", lambda node_features, is_labeled, **_: node_features)
-    picks = coregcn_select(features, labeled, 4, subset_size=None)
-    nodes = sample_graph_nodes(labeled, np.setdiff1d(np.arange(60), labeled), None, np.random.default_rng(0))
+    labelled = np.array([0, 5, 10, 15, 20])
+    monkeypatch.setattr(coregcn_module, "train_gcn", lambda node_features, is_labelled, **_: node_features)
+    picks = coregcn_select(features, labelled, 4, subset_size=None)
+    nodes = sample_graph_nodes(labelled, np.setdiff1d(np.arange(60), labelled), None, np.random.default_rng(0))
     assert picks[0] == 37 and np.flatnonzero(nodes == 37)[0] == 32
     positions = kcenter_greedy(features[nodes], np.arange(55, 60), 4)
     np.testing.assert_array_equal(picks, nodes[positions])
@@ -64,34 +58,34 @@ def test_trained_gcn_picks_the_outlier():
 
 def test_subset_sampling_keeps_every_labelled_row_and_picks_inside_the_subset():
     rng = np.random.default_rng(1)
-    labeled, unlabeled = np.array([3, 9]), np.setdiff1d(np.arange(100), [3, 9])
-    nodes = sample_graph_nodes(labeled, unlabeled, 20, rng)
+    labelled, unlabelled = np.array([3, 9]), np.setdiff1d(np.arange(100), [3, 9])
+    nodes = sample_graph_nodes(labelled, unlabelled, 20, rng)
     assert len(nodes) == 22 and set(nodes[-2:]) == {3, 9} and len(set(nodes.tolist())) == 22
     assert np.all(np.diff(nodes[:20]) > 0)  # unlabelled nodes in pool order
     features = np.abs(rng.normal(size=(100, 8))).astype(np.float32)
-    picks = coregcn_select(features, labeled, 5, seed=4, subset_size=20, epochs=10)
-    expected_nodes = sample_graph_nodes(labeled, unlabeled, 20, np.random.default_rng(4))
+    picks = coregcn_select(features, labelled, 5, seed=4, subset_size=20, epochs=10)
+    expected_nodes = sample_graph_nodes(labelled, unlabelled, 20, np.random.default_rng(4))
     assert set(picks.tolist()) <= set(expected_nodes[:20].tolist())
     # A budget above the subset enlarges it.
-    assert len(coregcn_select(features, labeled, 30, seed=4, subset_size=20, epochs=2)) == 30
+    assert len(coregcn_select(features, labelled, 30, seed=4, subset_size=20, epochs=2)) == 30
 
 
 def test_gcn_is_deterministic_under_a_seed():
     features = _pool_with_outlier()
-    is_labeled = np.zeros(60, dtype=bool)
-    is_labeled[:10] = True
-    first = train_gcn(features, is_labeled, seed=2, epochs=30)
+    is_labelled = np.zeros(60, dtype=bool)
+    is_labelled[:10] = True
+    first = train_gcn(features, is_labelled, seed=2, epochs=30)
     assert first.shape == (60, 128)
-    np.testing.assert_array_equal(first, train_gcn(features, is_labeled, seed=2, epochs=30))
-    assert not np.array_equal(first, train_gcn(features, is_labeled, seed=3, epochs=30))
+    np.testing.assert_array_equal(first, train_gcn(features, is_labelled, seed=2, epochs=30))
+    assert not np.array_equal(first, train_gcn(features, is_labelled, seed=3, epochs=30))
 
 
 def test_strategy_uses_the_encoder_features_of_the_previous_model():
     model = TinySegNet(seed=0)
-    context = make_context(n=40, num_labeled=6, models=[model])
+    context = make_context(n=40, num_labelled=6, models=[model])
     strategy = get_strategy("coregcn", epochs=5, hidden=8)
     picks = strategy.select(context, 4)
-    assert len(picks) == 4 and not set(picks) & set(context.labeled)
+    assert len(picks) == 4 and not set(picks) & set(context.labelled)
     # The network is only used for inference: its BatchNorm statistics do not move.
     before = model.state_dict()["down.1.running_mean"].clone()
     strategy.select(context, 4)

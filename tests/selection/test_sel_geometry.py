@@ -13,9 +13,8 @@ from alseg_monai.selection import (
     feature_geometry,
     get_strategy,
     kcenter_greedy,
-    kmeanspp_rows,
-    medoid_row,
 )
+from alseg_monai.selection.geometry import kmeanspp_rows, medoid_row
 
 
 def _pool(n):

@@ -56,10 +56,10 @@ def test_strategy_on_phantom_slices(phantom, name):
     pool = index.slices
     images = cache.images(pool)
     embeddings = images.reshape(len(images), -1)[:, ::16]  # stands in for GCL embeddings
-    labeled = [record["id"] for record in pool[::5]]
+    labelled = [record["id"] for record in pool[::5]]
     context = SelectionContext(
         pool,
-        labeled,
+        labelled,
         round=1,
         seed=7,
         num_classes=index.num_classes,

@@ -13,14 +13,13 @@ from alseg_monai.errors import ConfigError, DataError
 from alseg_monai.selection import (
     bald_score,
     bottleneck_features,
-    class_probabilities,
     ensemble_entropy,
     ensemble_variance_ratio,
-    entropy_score,
     mc_dropout_bald,
-    mc_dropout_mode,
-    variance_ratio_score,
 )
+from alseg_monai.selection.inference import class_probabilities
+from alseg_monai.selection.mc_dropout import mc_dropout_mode
+from alseg_monai.selection.scores import entropy_score, variance_ratio_score
 
 
 def _trained_like(seed: int = 0) -> TinySegNet:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from experiments import tiny_experiment
+
 from alseg_monai.data import make_phantom
-from alseg_monai.loop import ActiveLearningExperiment
 from alseg_monai.loop.budgets import round_sizes
 from alseg_monai.selection import SelectionContext, get_strategy
 
@@ -22,14 +23,14 @@ FIRST_CENTRES = 10
 MARGIN = 0.12
 
 
-def _rv_free(experiment: ActiveLearningExperiment, ids) -> float:
+def _rv_free(experiment, ids) -> float:
     return float(np.mean([not np.any(experiment.cache.slice(experiment.records[i])["label"] == 1) for i in ids]))
 
 
-def _early_picks(experiment: ActiveLearningExperiment, strategy, seed: int) -> list[str]:
+def _early_picks(experiment, strategy, seed: int) -> list[str]:
     labelled: list[str] = []
     for budget in round_sizes(BUDGETS, len(experiment.pool)):
-        context = SelectionContext(experiment.pool, labelled, seed=seed, embeddings=lambda: experiment.embeddings())
+        context = SelectionContext(experiment.pool, labelled, seed=seed, embeddings=experiment.embeddings)
         labelled += strategy.select(context, budget)
     return labelled
 
@@ -37,9 +38,9 @@ def _early_picks(experiment: ActiveLearningExperiment, strategy, seed: int) -> l
 @pytest.mark.slow
 def test_gcl_coreset_early_picks_cover_the_classes_like_the_pool(tmp_path):
     root = make_phantom(tmp_path / "phantom", 20, image_size=64, seed=0, progress=False)
-    experiment = ActiveLearningExperiment(
-        "acdc", str(root), str(tmp_path / "run"), image_size=64, split={"fractions": [0.6, 0.2, 0.2]},
-        strategies=["gcl_coreset"], encoder={"epochs": 3}, progress=False)
+    experiment = tiny_experiment(root, tmp_path / "run", image_size=64, strategies=["gcl_coreset"],
+                                 split={"method": "random", "fractions": [0.6, 0.2, 0.2], "seed": 0, "lists": {}},
+                                 **{"encoder#epochs": 3, "encoder_def#feature_dim": 512})
     experiment.prepare()
     pool_share = _rv_free(experiment, experiment.pool_ids)
     default = get_strategy("gcl_coreset")

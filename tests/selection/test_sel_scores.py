@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from alseg_monai.errors import DataError
-from alseg_monai.selection import bald_score, entropy_score, variance_ratio_score
+from alseg_monai.selection import bald_score
+from alseg_monai.selection.scores import entropy_score, variance_ratio_score
 
 
 def _one_pixel(*distributions: list[float]) -> torch.Tensor:

@@ -40,7 +40,7 @@ def models():
 
 
 def _select(name: str, models, seed: int = 0, budget: int = 5, **context_kwargs):
-    context = make_context(n=40, num_labeled=6, seed=seed, models=models, **context_kwargs)
+    context = make_context(n=40, num_labelled=6, seed=seed, models=models, **context_kwargs)
     return context, get_strategy(name, **SETTINGS[name]).select(context, budget)
 
 
@@ -48,7 +48,7 @@ def _select(name: str, models, seed: int = 0, budget: int = 5, **context_kwargs)
 def test_budget_distinct_unlabelled_ids_and_deterministic(name, models):
     context, first = _select(name, models)
     assert len(first) == 5 and len(set(first)) == 5
-    assert not set(first) & set(context.labeled)
+    assert not set(first) & set(context.labelled)
     assert set(first) <= set(context.ids)
     _, again = _select(name, models)
     assert again == first
@@ -64,7 +64,7 @@ def test_randomised_strategies_differ_under_another_seed(name, models):
 def test_model_based_strategies_take_a_random_first_round(name):
     context, picks = _select(name, models=[], round=0)
     rng = get_strategy(name).rng(context, "first_round")
-    expected = rng.choice(context.unlabeled_indices, 5, replace=False)
+    expected = rng.choice(context.unlabelled_indices, 5, replace=False)
     assert picks == [context.ids[i] for i in expected]
     assert len({tuple(_select(name, [], seed=s, round=0)[1]) for s in range(4)}) > 1
 
@@ -76,18 +76,18 @@ def test_rounds_draw_independent_random_streams():
 
 
 def test_gcl_coreset_is_kcenter_on_the_embeddings():
-    context = make_context(n=40, num_labeled=6)
+    context = make_context(n=40, num_labelled=6)
     paper = get_strategy("gcl_coreset", geometry="euclidean").select(context, 5)
-    rows = kcenter_greedy(context.embeddings(), context.labeled_indices, 5)
+    rows = kcenter_greedy(context.embeddings(), context.labelled_indices, 5)
     assert paper == [context.ids[i] for i in rows]
     # The default measures the cosine geometry: K-Center on unit-length rows.
     unit = context.embeddings() / np.linalg.norm(context.embeddings(), axis=1, keepdims=True)
-    rows = kcenter_greedy(unit, context.labeled_indices, 5)
+    rows = kcenter_greedy(unit, context.labelled_indices, 5)
     assert get_strategy("gcl_coreset").select(context, 5) == [context.ids[i] for i in rows]
 
 
 def test_gcl_coreset_pixel_weight_fuses_pixels():
-    context = make_context(n=40, num_labeled=6)
+    context = make_context(n=40, num_labelled=6)
     plain = get_strategy("gcl_coreset").select(context, 8)
     heavy = get_strategy("gcl_coreset", pixel_weight=100.0).select(context, 8)
     pixels_only = get_strategy("coreset").select(context, 8)
@@ -98,7 +98,7 @@ def test_gcl_coreset_pixel_weight_fuses_pixels():
 
 def test_coreset_is_kcenter_on_flattened_images():
     context, picks = _select("coreset", [])
-    rows = kcenter_greedy(context.images().reshape(40, -1), context.labeled_indices, 5)
+    rows = kcenter_greedy(context.images().reshape(40, -1), context.labelled_indices, 5)
     assert picks == [context.ids[i] for i in rows]
 
 
@@ -110,11 +110,11 @@ def test_bald_picks_the_most_uncertain_slices(models):
     scores = mc_dropout_bald(
         models[0],
         context.images(),
-        context.unlabeled_indices,
+        context.unlabelled_indices,
         num_samples=3,
         seed=strategy.seed_for(context, "mc_dropout"),
     )
-    best = context.unlabeled_indices[np.argsort(-scores, kind="stable")[:5]]
+    best = context.unlabelled_indices[np.argsort(-scores, kind="stable")[:5]]
     assert picks == [context.ids[i] for i in best]
 
 
@@ -124,11 +124,12 @@ def test_variance_ratio_needs_an_ensemble(models):
 
 
 def test_stochastic_batches_takes_the_most_uncertain_group(models):
-    from alseg_monai.selection import best_group, ensemble_entropy
+    from alseg_monai.selection import ensemble_entropy
+    from alseg_monai.selection.stochastic_batches import best_group
 
     context, picks = _select("stochastic_batches", models, budget=6)
     strategy = get_strategy("stochastic_batches", **SETTINGS["stochastic_batches"])
-    shuffled = strategy.rng(context, "groups").permutation(context.unlabeled_indices)
+    shuffled = strategy.rng(context, "groups").permutation(context.unlabelled_indices)
     groups = shuffled[: (len(shuffled) // 6) * 6].reshape(-1, 6)
     scores = ensemble_entropy(models, context.images(), groups.ravel())
     group_means = scores.reshape(groups.shape).mean(1)

@@ -10,23 +10,16 @@ import torch.nn.functional as F
 from sel_helpers import pool_records
 
 from alseg_monai.errors import ConfigError, DataError
-from alseg_monai.selection import (
-    VAAL,
-    SelectionContext,
-    VAALDiscriminator,
-    discriminator_loss,
-    get_strategy,
-    train_vaal,
-    vaal_scores,
-)
+from alseg_monai.selection import SelectionContext, get_strategy
+from alseg_monai.selection.vaal import VAAL, VAALDiscriminator, discriminator_loss, train_vaal, vaal_scores
 
 
 def test_discriminator_loss_targets_labelled_one_unlabelled_zero():
-    labeled, unlabeled = torch.tensor([2.0, 1.0]), torch.tensor([-1.5, 0.5])
-    expected = F.binary_cross_entropy(torch.sigmoid(labeled), torch.ones(2)) + F.binary_cross_entropy(
-        torch.sigmoid(unlabeled), torch.zeros(2)
+    labelled, unlabelled = torch.tensor([2.0, 1.0]), torch.tensor([-1.5, 0.5])
+    expected = F.binary_cross_entropy(torch.sigmoid(labelled), torch.ones(2)) + F.binary_cross_entropy(
+        torch.sigmoid(unlabelled), torch.zeros(2)
     )
-    torch.testing.assert_close(discriminator_loss(labeled, unlabeled), expected)
+    torch.testing.assert_close(discriminator_loss(labelled, unlabelled), expected)
     confident_right = discriminator_loss(torch.full((4,), 5.0), torch.full((4,), -5.0))
     confident_wrong = discriminator_loss(torch.full((4,), -5.0), torch.full((4,), 5.0))
     assert confident_right < 0.1 < 10 < confident_wrong
@@ -48,19 +41,19 @@ def test_picks_the_unlabelled_slices_least_like_the_labelled_ones(seed):
     # Labelled slices are all discs; the unlabelled ones are discs and stripes. A
     # discriminator trained with the right targets calls stripes "unlabelled" (lowest
     # output) and VAAL picks them; with the original inverted targets it picks discs.
-    images, labeled = _two_mode_pool()
+    images, labelled = _two_mode_pool()
     pool = pool_records(len(images))
-    context = SelectionContext(pool, [pool[i]["id"] for i in labeled], round=1, seed=seed, images=lambda: images)
+    context = SelectionContext(pool, [pool[i]["id"] for i in labelled], round=1, seed=seed, images=lambda: images)
     settings = dict(epochs=16, batch_size=16, channels=(8, 16), latent_dim=8)  # 60 x 16 / 16 = 60 iterations
     picks = get_strategy("vaal", **settings).select(context, 5)
     assert set(picks) <= {pool[i]["id"] for i in range(40, 60)}
 
 
 def test_discriminator_ranks_labelled_above_unlabelled_of_their_kind_above_the_rest():
-    images, labeled = _two_mode_pool()
-    unlabeled = np.arange(20, 60)
+    images, labelled = _two_mode_pool()
+    unlabelled = np.arange(20, 60)
     vae, discriminator = train_vaal(
-        images, labeled, unlabeled, 60, seed=3, channels=(8, 16), latent_dim=8, batch_size=16
+        images, labelled, unlabelled, 60, seed=3, channels=(8, 16), latent_dim=8, batch_size=16
     )
     scores = vaal_scores(vae, discriminator, images, np.arange(60))
     assert scores[:20].mean() > scores[20:40].mean() > scores[40:].mean()
@@ -78,9 +71,9 @@ def test_networks_shapes():
 
 
 def test_image_size_resizes_slices_for_vaal():
-    images, labeled = _two_mode_pool(n=4, size=18)
+    images, labelled = _two_mode_pool(n=4, size=18)
     pool = pool_records(len(images))
-    context = SelectionContext(pool, [pool[i]["id"] for i in labeled], round=1, images=lambda: images)
+    context = SelectionContext(pool, [pool[i]["id"] for i in labelled], round=1, images=lambda: images)
     settings = dict(epochs=1, batch_size=4, channels=(4, 4), latent_dim=4)
     with pytest.raises(ConfigError, match="set vaal.image_size"):
         get_strategy("vaal", **settings).select(context, 2)

@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 TUTORIALS = Path(__file__).resolve().parents[2] / "tutorials"
-NOTEBOOKS = ["01_quickstart_phantom", "02_your_own_acdc_data", "03_scribbles_dmpls", "04_custom_strategy"]
+NOTEBOOKS = ["01_quickstart_phantom", "02_your_own_acdc_data", "03_scribbles_dmpls", "04_custom_strategy",
+             "05_components"]
 REPORT_FILES = ("results.csv", "results.md", "curves.png", "embeddings.png", "overlay.png")
 
 
@@ -140,3 +141,37 @@ def test_04_custom_strategy(kernel_environment, tmp_path):
     assert "bundle run = API run" in outputs_text(notebook)
     assert "returned repeated ids" in outputs_text(notebook)
     assert has_image(notebook)
+
+
+@pytest.mark.slow
+def test_05_components(kernel_environment, tmp_path):
+    notebook = execute("05_components", tmp_path, kernel_environment)
+    work = tmp_path / "05_components"
+    run = work / "run"
+    components = json.loads((work / "my_components.json").read_text(encoding="utf-8"))
+    assert components["network_def"]["_target_"] == "monai.networks.nets.SegResNet"
+    assert components["loss"]["_target_"] == "DiceFocalLoss"
+    rows = read_rows(run / "results.csv")
+    assert sorted((r["strategy"], float(r["budget"])) for r in rows) == [
+        ("coreset", 0.1), ("coreset", 0.2), ("random", 0.1), ("random", 0.2)]
+    full = json.loads((run / "settings.json").read_text(encoding="utf-8"))["trainers"]["full"]
+    assert full["network_def"]["factory"] == "monai.networks.nets.segresnet.SegResNet"
+    assert full["loss"]["module"] == "monai.losses.dice.DiceFocalLoss"
+    assert any(t["class"].endswith(".RandGaussianNoised") for t in full["train_transforms"]["transforms"])
+    # every round's kept model loads strictly into a fresh network built from the notebook's JSON
+    import torch
+
+    from alseg_monai.loop import load_config
+
+    config = load_config(["data/phantom.json", "smoke.json", str(work / "my_components.json")])
+    make_network = config.get_parsed_content("network_def")
+    checkpoints = sorted(run.glob("*/repeat_0/round_*/models/best_model.pt"))
+    assert len(checkpoints) == len(rows)
+    for checkpoint in checkpoints:
+        network = make_network()
+        assert type(network).__name__ == "SegResNet"
+        network.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True), strict=True)
+    text = outputs_text(notebook)
+    assert text.count("load strictly into a fresh SegResNet") == len(rows)
+    assert "different settings for ['trainers']" in text
+    assert "the default network refuses it" in text

@@ -9,7 +9,7 @@ from pathlib import Path
 from ...errors import ConfigError, DataError
 from ..records import DatasetIndex
 
-__all__ = ["READERS", "read_dataset"]
+__all__ = ["read_dataset"]
 
 # kind -> "module:function"; imported on first use so a reader's optional
 # dependencies (h5py, SimpleITK, PIL) load only when that layout is read.

@@ -26,7 +26,7 @@ from ...errors import DataError
 from ..records import DatasetIndex, make_slice_records, natural_key
 from .common import check_root, check_same_grid, volume_record
 
-__all__ = ["read_acdc", "read_info_cfg"]
+__all__ = ["read_acdc"]
 
 _PATIENT_DIR = re.compile(r"^patient\d+$")
 _SUFFIXES = (".nii.gz", ".nii")

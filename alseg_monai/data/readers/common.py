@@ -10,7 +10,7 @@ from ...errors import DataError
 from ..geometry import grid_difference
 from ..volume_io import probe_image_shape, read_grid
 
-__all__ = ["RESAMPLE_HINT", "check_root", "check_same_grid", "check_same_shape", "volume_record"]
+__all__ = ["check_same_shape", "volume_record"]
 
 logger = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ from ...errors import ConfigError, DataError
 from ..records import DatasetIndex, make_slice_records, natural_key
 from .common import check_root, check_same_grid, volume_record
 
-__all__ = ["DATALIST_KEYS", "read_datalist"]
+__all__ = ["read_datalist"]
 
 # Datalist key -> the subset its patients get.
 DATALIST_KEYS = ("training", "validation", "test")

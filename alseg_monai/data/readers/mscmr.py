@@ -61,7 +61,7 @@ from ...errors import ConfigError, DataError
 from ..records import DatasetIndex, make_slice_records, natural_key
 from .common import check_root, check_same_grid, volume_record
 
-__all__ = ["MSCMR_LABEL_MAP", "read_mscmr"]
+__all__ = ["read_mscmr"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
 """Whole-volume inference for 3D evaluation (paper Section 3.2.2 and REFERENCE "Evaluation").
 
-A test volume is predicted slice by slice with a 2D network (batched over slices),
-logits -> argmax, and each predicted slice is resized back to the volume's stored
-in-plane size with nearest neighbour, so Dice is computed against the original
-labels. :func:`predict_volume_3d` does the same for the 3D UNet of the volume
-baseline. :func:`save_prediction_nifti` writes a prediction with its source affine.
+A test volume is predicted slice by slice with a 2D network (MONAI ``SliceInferer``,
+batched over slices), logits -> argmax, and each predicted slice is resized back to the
+volume's stored in-plane size with nearest neighbour (MONAI ``Resize``), so Dice is
+computed against the original labels. :func:`predict_volume_3d` does the same for the 3D
+UNet of the volume baseline. :func:`save_prediction_nifti` writes a prediction with its
+source affine.
 
 Shapes: ``image`` (C, S, S, D) float (every slice resized to S x S, the layout of
 ``VolumeDataset``); ``spatial_shape`` (H, W); predictions (H, W, D) int64, in the
@@ -21,13 +22,16 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 import torch
-import torch.nn.functional as F
+from monai.inferers import SliceInferer
+from monai.networks import eval_mode
+from monai.transforms import Resize
+from monai.utils import convert_to_numpy
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ..utils import atomic_write_bytes
+from ..utils.io import atomic_write_bytes
 
-__all__ = ["predict", "predict_volume", "predict_volume_3d", "resize_slices_nearest", "save_prediction_nifti"]
+__all__ = ["predict", "save_prediction_nifti"]
 
 
 def _as_volume(image: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -53,22 +57,15 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda") if device.type == "cuda" else contextlib.nullcontext()
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
+def _classes_at(logits: torch.Tensor, spatial_shape: tuple[int, int]) -> np.ndarray:
+    """(1, K, S, S, D) logits -> (H, W, D) int64 classes, nearest-neighbour resized in-plane.
 
-
-def resize_slices_nearest(classes: torch.Tensor, spatial_shape: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize of (D, S, S) class maps to (D, H, W) (pixel-centre aligned)."""
-    if tuple(classes.shape[-2:]) == tuple(spatial_shape):
-        return classes
-    resized = F.interpolate(classes[:, None].float(), size=spatial_shape, mode="nearest-exact")
-    return resized[:, 0].round().long()
+    The argmax comes first, so the resize copies class indices (pixel-centre aligned
+    ``nearest-exact``; the depth keeps its size).
+    """
+    classes = logits.argmax(dim=1).cpu()  # (1, S, S, D): channel-first for Resize
+    resized = Resize((*spatial_shape, -1), mode="nearest-exact")(classes)
+    return convert_to_numpy(resized[0]).astype(np.int64)
 
 
 def predict_volume(
@@ -97,16 +94,17 @@ def predict_volume(
     if batch_size < 1:
         raise ConfigError(f"batch_size: expected a positive number of slices, got {batch_size}")
     device = _model_device(model)
-    slices = image.permute(3, 0, 1, 2)  # (D, C, S, S): one batch item per slice
-    outputs = []
-    with _eval_mode(model), torch.inference_mode(), _autocast(device):
-        for start in range(0, slices.shape[0], batch_size):
-            batch = slices[start:start + batch_size].to(device, non_blocking=True)
-            if device.type == "cuda":
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            outputs.append(model(batch).argmax(dim=1).cpu())
-    classes = resize_slices_nearest(torch.cat(outputs), spatial_shape)
-    return classes.permute(1, 2, 0).numpy().astype(np.int64)
+
+    def network(batch: torch.Tensor) -> torch.Tensor:
+        # On CUDA the networks train channels-last; feeding that layout keeps cuDNN's kernels, and results, alike.
+        return model(batch.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else batch)
+
+    # One window per slice (roi = the whole slice, no overlap); logits gathered on the CPU.
+    inferer = SliceInferer(roi_size=tuple(image.shape[1:3]), sw_batch_size=batch_size, spatial_dim=2, overlap=0.0,
+                           sw_device=device, device=torch.device("cpu"))
+    with eval_mode(model), torch.inference_mode(), _autocast(device):
+        logits = inferer(image[None], network)
+    return _classes_at(logits, spatial_shape)
 
 
 def predict_volume_3d(model: nn.Module, image: torch.Tensor | np.ndarray, spatial_shape: Sequence[int]) -> np.ndarray:
@@ -122,9 +120,9 @@ def predict_volume_3d(model: nn.Module, image: torch.Tensor | np.ndarray, spatia
     """
     image, spatial_shape = _as_volume(image), _as_shape(spatial_shape)
     device = _model_device(model)
-    with _eval_mode(model), torch.inference_mode(), _autocast(device):
-        classes = model(image[None].to(device)).argmax(dim=1)[0].cpu()  # (S, S, D)
-    return resize_slices_nearest(classes.permute(2, 0, 1), spatial_shape).permute(1, 2, 0).numpy().astype(np.int64)
+    with eval_mode(model), torch.inference_mode(), _autocast(device):
+        logits = model(image[None].to(device))
+    return _classes_at(logits, spatial_shape)
 
 
 def predict(model: nn.Module, image: torch.Tensor | np.ndarray, spatial_shape: Sequence[int],
@@ -135,6 +133,8 @@ def predict(model: nn.Module, image: torch.Tensor | np.ndarray, spatial_shape: S
     return predict_volume(model, image, spatial_shape, batch_size=batch_size)
 
 
+# Not MONAI's SaveImage: it squeezes a one-slice (H, W, 1) map to 2D and then fails to write it
+# with the 4x4 affine (MONAI 1.6.1), and it writes in place rather than atomically.
 def save_prediction_nifti(pred: np.ndarray | torch.Tensor, affine: np.ndarray | torch.Tensor,
                           path: str | os.PathLike) -> None:
     """Write an (H, W, D) class map as NIfTI with the source volume's 4x4 ``affine``, atomically.
