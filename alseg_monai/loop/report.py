@@ -53,7 +53,8 @@ def write_run_report(experiment: Any, rows: Sequence[dict]) -> str:
     )
     plot_curves(rows, paths.curves)
     plot_picks(_selection_records(experiment), paths.picks_png)
-    if repeats > 1 and any(spec.name == "random" for spec in experiment.specs):
+    # Rows, not the configured strategies: a partial run (one chain profiled, or resumed) may hold no Random round.
+    if repeats > 1 and any(row.get("strategy") == "random" for row in rows):
         write_study_report(rows, paths.root, title=f"Strategies against Random over {repeats} repeats "
                            f"({experiment.data.index.kind}, {experiment.settings['dataset_dir']})",
                            notes=[f"Labels: {_label_kinds(experiment)}. Every repeat shares the split and its "
