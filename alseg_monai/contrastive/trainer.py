@@ -25,11 +25,11 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, ProgressBar
 from ignite.metrics import Average
 from monai.data import DataLoader
-from monai.data import Dataset as TransformDataset
 from monai.handlers import StatsHandler, TensorBoardStatsHandler
 from monai.transforms import Compose
 from torch.utils.data import Dataset
 
+from ..data.untracked import UntrackedDataset
 from ..errors import ConfigError, DataError
 from ..utils import (
     broadcast_module,
@@ -83,7 +83,7 @@ def build_contrastive_loader(
     views = TwoViewsd(image_key, augmentation=augmentation, view_keys=_VIEWS)
     generator = torch.Generator().manual_seed(derive_seed(seed, "loader"))
     return DataLoader(
-        TransformDataset(data=dataset, transform=views),
+        UntrackedDataset(data=dataset, transform=views),
         batch_sampler=sampler,
         num_workers=num_workers,
         generator=generator,

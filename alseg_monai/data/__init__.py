@@ -11,6 +11,7 @@ from .readers import read_dataset
 from .records import DatasetIndex
 from .splits import split_dataset
 from .transforms import LoadVolumed, ResizeSlicesd, VolumeIntensityd
+from .untracked import UntrackedDataset
 
 __all__ = [
     "DatasetIndex",
@@ -18,6 +19,7 @@ __all__ = [
     "ResizeSlicesd",
     "SliceCache",
     "SliceDataset",
+    "UntrackedDataset",
     "VolumeDataset",
     "VolumeIntensityd",
     "annotated_fraction",

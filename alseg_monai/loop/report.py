@@ -53,8 +53,7 @@ def write_run_report(experiment: Any, rows: Sequence[dict]) -> str:
     )
     plot_curves(rows, paths.curves)
     plot_picks(_selection_records(experiment), paths.picks_png)
-    # Rows, not the configured strategies: a partial run (one chain profiled, or resumed) may hold no Random round.
-    if repeats > 1 and any(row.get("strategy") == "random" for row in rows):
+    if wants_study_report(rows, repeats):
         write_study_report(rows, paths.root, title=f"Strategies against Random over {repeats} repeats "
                            f"({experiment.data.index.kind}, {experiment.settings['dataset_dir']})",
                            notes=[f"Labels: {_label_kinds(experiment)}. Every repeat shares the split and its "
@@ -63,6 +62,13 @@ def write_run_report(experiment: Any, rows: Sequence[dict]) -> str:
     _overlay_plot(experiment)
     print(f"\nResults ({paths.results_md}):\n\n{table}", flush=True)
     return table
+
+
+def wants_study_report(rows: Sequence[dict], repeats: int) -> bool:
+    """Whether the run's rows make a study report: several repeats and a finished Random
+    round. The rows, not the configured strategies, decide: a partial run (one chain
+    profiled, or stopped early) may have Random configured and no Random round yet."""
+    return int(repeats) > 1 and any(row.get("strategy") == "random" for row in rows)
 
 
 def _selection_records(experiment: Any) -> list[dict]:

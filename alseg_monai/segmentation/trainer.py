@@ -41,11 +41,12 @@ from typing import Any
 import torch
 from ignite.engine import Events
 from ignite.handlers import ProgressBar
-from monai.data import DataLoader, Dataset
+from monai.data import DataLoader
 from monai.handlers import TensorBoardStatsHandler
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from ..data.untracked import UntrackedDataset
 from ..errors import ConfigError, DataError
 from ..utils import (
     atomic_write_json,
@@ -162,7 +163,7 @@ def create_train_loader(dataset: Sequence[dict], transform: Callable | None, bat
     device = torch.device(device)
     if int(batch_size) < 1 or int(num_workers) < 0:
         raise ConfigError(f"batch_size / num_workers: expected >= 1 / >= 0, got {batch_size}, {num_workers}")
-    data = Dataset(data=dataset, transform=transform)
+    data = UntrackedDataset(data=dataset, transform=transform)
     sampler = DistributedSampler(data, world_size(), rank(), shuffle=True, seed=seed) if is_distributed() else None
     # MONAI's DataLoader reseeds the transforms in each worker from the generator's seed.
     return DataLoader(
