@@ -7,15 +7,21 @@
 # dependencies pin numpy < 2 and jsonschema < 4: its tests run in a second
 # virtualenv, .venv-monailabel (MLVENV), made the same way, always (an active
 # env is left alone; MLPY=python runs them in it, if it has the extra).
-# `make test MONAILABEL=1` runs the main suite, then `make test-monailabel`;
-# plain `make test` (CI) the main suite only: that virtualenv is a 3.9 GB install.
+# `make test` (CI) runs the main suite, then `make test-monailabel` (a real
+# MONAI Label server); MONAILABEL=0 skips the latter and its 3.9 GB virtualenv.
+# The main suite runs in TEST_WORKERS pytest-xdist processes, a test file per
+# process at a time (module fixtures are built once); TEST_WORKERS=0 runs it in one.
+# With workers, torch runs one thread per process (OMP_NUM_THREADS=1, inherited by the
+# runs the tests start): two-thread ops wait for a core the other worker holds, which
+# made a 157-s bundle run exceed its 10-min limit.
 
 PYTHON ?= python3
 VENV ?= .venv
 MLVENV ?= .venv-monailabel
 PYTEST_ARGS ?=
 MLPYTEST_ARGS ?=
-MONAILABEL ?= 0
+MONAILABEL ?= 1
+TEST_WORKERS ?= 2
 
 ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
 PY := python
@@ -66,15 +72,18 @@ demo: setup
 	$(RUN_BUNDLE) $(call configs,data/phantom.json cpu.json demo.json)
 
 # Strategies judged over repeats: study.md and study.png in runs/<STUDY>_<DATA> (configs/<STUDY>.json).
+# STUDY_ARGS passes bundle overrides, e.g. STUDY_ARGS="--repeats 10" extends a finished
+# study with 5 more repeats (the finished ones are reused).
+STUDY_ARGS ?=
 study: setup
-	$(RUN_BUNDLE) $(call configs,data/$(DATA).json cpu.json $(STUDY).json) --output_dir $(BUNDLE)/runs/$(STUDY)_$(DATA)
+	$(RUN_BUNDLE) $(call configs,data/$(DATA).json cpu.json $(STUDY).json) --output_dir $(BUNDLE)/runs/$(STUDY)_$(DATA) $(STUDY_ARGS)
 
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that
 # matches nothing): report it instead of failing the run. The main run leaves
 # tests/monailabel to test-monailabel (they skip without the extra anyway); both
 # parts run, and the first failure's exit status is make's.
 test: setup
-	@$(PY) -m pytest $(PYTEST_ARGS) $(if $(filter 0,$(MONAILABEL)),,--ignore=tests/monailabel); rc=$$?; \
+	@$(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 )$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) $(if $(filter 0,$(MONAILABEL)),,--ignore=tests/monailabel); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; \
 	ml=0; if [ "$(MONAILABEL)" != 0 ]; then $(MAKE) --no-print-directory test-monailabel; ml=$$?; fi; \
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$ml

@@ -121,9 +121,10 @@ class RunPaths:
         return self.root / "overlay.png"
 
 
-# Settings a resumed run may change without invalidating finished steps.
+# Settings a resumed run may change without invalidating finished steps ("repeats" too:
+# repeat r's seed is seed + r whatever the count, so a study extended with repeats reuses its finished ones).
 _FREE_SETTINGS = {"output_dir", "device", "num_workers", "progress", "strategies", "report", "annotation_wait",
-                  "workers"}
+                  "workers", "repeats"}
 # The same inside a section: logging switches that leave every result unchanged.
 _FREE_SUBSETTINGS = {"segmentation": {"tensorboard"}}
 

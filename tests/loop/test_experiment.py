@@ -82,6 +82,19 @@ def test_changed_settings_refuse_to_resume(phantom, tmp_path):
                    **{"strategy_options#gcl_coreset#geometry": "euclidean"}).prepare()
 
 
+def test_a_study_extended_with_repeats_reuses_its_finished_ones(phantom, tmp_path):
+    one = experiment(phantom, tmp_path / "run", budgets=[0.1], repeats=1).run()
+    round_file = tmp_path / "run/random/repeat_0/round_0/metrics.json"
+    written = round_file.stat().st_mtime_ns
+    two = experiment(phantom, tmp_path / "run", budgets=[0.1], repeats=2).run()
+    assert round_file.stat().st_mtime_ns == written  # repeat 0 was not trained again
+    assert [r["repeat"] for r in two] == [0, 1] and two[0] == one[0]
+    # Repeat 1 is the one a 2-repeat run from scratch gives (seed + 1); only timings differ.
+    fresh = experiment(phantom, tmp_path / "fresh", budgets=[0.1], repeats=2).run()
+    untimed = [[{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows] for rows in (two, fresh)]
+    assert untimed[0] == untimed[1]
+
+
 def test_unknown_strategy_lists_known(phantom, tmp_path):
     with pytest.raises(ConfigError, match="gcl_coreset"):
         experiment(phantom, tmp_path / "run", strategies=["gcl_corest"])
