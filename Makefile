@@ -61,7 +61,8 @@ setup-monailabel: $(MLSTAMP)
 BUNDLE := bundles/slice_active_learning
 # The study's data config: phantom (cardiac cine MR) or abdomen_phantom (abdominal CT);
 # any other data config of configs/data works the same way. STUDY=options_study compares
-# the K-Center options (geometry, first centre, embedding) instead of the strategies.
+# the K-Center options (geometry, first centre, embedding) instead of the strategies;
+# STUDY=schedule_study GCL + Coreset against a schedule that switches to Random after 5 %.
 DATA ?= phantom
 STUDY ?= study
 RUN_BUNDLE = $(PY) -m monai.bundle run --bundle_root $(BUNDLE) \

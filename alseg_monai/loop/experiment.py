@@ -555,6 +555,15 @@ def _spec_settings(spec: StrategySpec, strategy: Any) -> dict:
             "unit": spec.unit, "options": knobs}
 
 
+def _stages_with_options(stages: Any, options: dict) -> Any:
+    """A schedule's stages, each named stage given the run's ``strategy_options`` of its
+    strategy under its own settings (as a strategy of the list gets them)."""
+    if not isinstance(stages, Sequence) or isinstance(stages, (str, Mapping)):
+        return stages  # ScheduledStrategy names the problem
+    return [{**options.get(stage["strategy"], {}), **stage}
+            if isinstance(stage, Mapping) and isinstance(stage.get("strategy"), str) else stage for stage in stages]
+
+
 def _strategy_specs(strategies, options: dict, label_kind: str, unit: str) -> list[StrategySpec]:
     if isinstance(strategies, str):
         strategies = [strategies]
@@ -572,6 +581,8 @@ def _strategy_specs(strategies, options: dict, label_kind: str, unit: str) -> li
             spec = StrategySpec(getattr(item, "name", type(item).__name__), item, label_kind, unit)
         else:
             raise ConfigError(f"strategies: {item!r} is neither a strategy name, a dict nor an object with select()")
+        if spec.strategy == "schedule":
+            spec.options["stages"] = _stages_with_options(spec.options.get("stages"), options)
         _check_choice(f"strategies[{spec.name}].label_kind", spec.label_kind, LABEL_KINDS)
         _check_choice(f"strategies[{spec.name}].unit", spec.unit, UNITS)
         specs.append(spec)

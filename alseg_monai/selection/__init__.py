@@ -3,7 +3,8 @@
 Every strategy answers ``select(context, budget) -> list of slice ids`` given a
 :class:`SelectionContext`; built-ins are picked by name with :func:`get_strategy`
 (``random``, ``coreset``, ``gcl_coreset``, ``ntxent_coreset``, ``bald``, ``variance_ratio``,
-``stochastic_batches``, ``typiclust``, ``vaal``, ``coregcn``), and a user's own class
+``stochastic_batches``, ``typiclust``, ``vaal``, ``coregcn``, and ``schedule``, which
+switches between them by budget), and a user's own class
 plugs in through a bundle ``_target_`` (see :mod:`alseg_monai.selection.registry`).
 """
 
@@ -21,6 +22,7 @@ from .mc_dropout import mc_dropout_bald
 from .random_sampling import RandomStrategy
 from .random_volumes import RandomVolumesStrategy
 from .registry import available_strategies, get_strategy, register_strategy
+from .schedule import ScheduledStrategy
 from .scores import bald_score, entropy_map
 from .stochastic_batches import StochasticBatchesStrategy
 from .typiclust import TypiClustStrategy
@@ -35,6 +37,7 @@ __all__ = [
     "NTXentCoresetStrategy",
     "RandomStrategy",
     "RandomVolumesStrategy",
+    "ScheduledStrategy",
     "SelectionContext",
     "StochasticBatchesStrategy",
     "Strategy",

@@ -11,7 +11,7 @@ from monai.bundle import ConfigParser
 
 from alseg_monai.loop.config import check_keys
 
-OVERLAYS = ["cpu.json", "demo.json", "study.json", "options_study.json", "smoke.json",
+OVERLAYS = ["cpu.json", "demo.json", "study.json", "options_study.json", "schedule_study.json", "smoke.json",
             *sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "data").glob("*.json"))]
 
 
@@ -32,6 +32,19 @@ def test_study_protocol_builds_its_experiment(tmp_path):
     assert experiment.settings["budgets"] == [0.02, 0.03, 0.04, 0.05, 0.1]
     options = experiment.settings["strategy_settings"]["ntxent_coreset"]["options"]
     assert options["encoder"] == "ntxent" and options["geometry"] == "cosine"
+
+
+def test_schedule_study_builds_its_schedule(tmp_path):
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / name) for name in ("active_learning.json", "data/acdc.json", "cpu.json",
+                                                         "schedule_study.json")])
+    parser["output_dir"] = str(tmp_path / "study")
+    experiment = parser.get_parsed_content("experiment")
+    assert [spec.name for spec in experiment.specs] == ["gcl_coreset", "gcl_then_random", "random"]
+    schedule = experiment.strategy(experiment.specs[1])
+    assert schedule.limits == [0.05, None] and [s.name for s in schedule.stages] == ["gcl_coreset", "random"]
+    assert schedule.encoder == "gcl" and schedule.stages[0].geometry == "cosine"
+    assert experiment.encoders_used() == ["gcl"]
 
 
 @pytest.mark.slow
