@@ -21,12 +21,17 @@ def test_overlay_keys_exist_in_the_base_config(overlay):
     check_keys(base, list(ConfigParser.load_config_file(str(CONFIGS / overlay))), overlay)
 
 
-def test_study_protocol_builds_its_experiment(tmp_path):
+def study_experiment(overlay: str, output_dir):
+    """The experiment of ``overlay`` on the ACDC data config and cpu.json, as ``make study`` builds it."""
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / name) for name in ("active_learning.json", "data/acdc.json", "cpu.json",
-                                                         "study.json")])
-    parser["output_dir"] = str(tmp_path / "study")
-    experiment = parser.get_parsed_content("experiment")
+                                                         overlay)])
+    parser["output_dir"] = str(output_dir)
+    return parser.get_parsed_content("experiment")
+
+
+def test_study_protocol_builds_its_experiment(tmp_path):
+    experiment = study_experiment("study.json", tmp_path / "study")
     assert [spec.name for spec in experiment.specs] == ["gcl_coreset", "ntxent_coreset", "coreset", "random"]
     assert experiment.settings["repeats"] == 5 and experiment.workers == 2
     assert experiment.settings["budgets"] == [0.02, 0.03, 0.04, 0.05, 0.1]
@@ -35,11 +40,7 @@ def test_study_protocol_builds_its_experiment(tmp_path):
 
 
 def test_schedule_study_builds_its_schedule(tmp_path):
-    parser = ConfigParser()
-    parser.read_config([str(CONFIGS / name) for name in ("active_learning.json", "data/acdc.json", "cpu.json",
-                                                         "schedule_study.json")])
-    parser["output_dir"] = str(tmp_path / "study")
-    experiment = parser.get_parsed_content("experiment")
+    experiment = study_experiment("schedule_study.json", tmp_path / "study")
     assert [spec.name for spec in experiment.specs] == ["gcl_coreset", "gcl_then_random", "random"]
     schedule = experiment.strategy(experiment.specs[1])
     assert schedule.limits == [0.05, None] and [s.name for s in schedule.stages] == ["gcl_coreset", "random"]
