@@ -1,5 +1,6 @@
-"""Benchmark of K-Center Greedy under CPU contention (issue 14): how much slower ours and
-the textbook loop run while 1 or 2 other CPU-bound processes compete for the cores.
+"""Benchmark of selection under CPU contention (issue 14): how much slower K-Center Greedy
+(ours and the textbook loop), TypiClust and the encoder's training run while 1 or 2 other
+CPU-bound processes compete for the cores.
 
 The script starts the competitors itself (``--load python``: one pure-Python busy loop
 per process; ``--load numpy``: repeated sums over an 8 MB array, which also takes memory
@@ -15,18 +16,29 @@ or Ctrl-C. Under each load it times, in interleaved order:
 - the textbook loop (Sener and Savarese: ``sklearn.metrics.pairwise_distances`` to each
   new centre, :func:`benchmarks.bench_kcenter.textbook_kcenter`);
 - TypiClust (:func:`~alseg_monai.selection.typiclust.typiclust_select`, the other per-pick loop
-  of selection) as shipped (single-threaded) and with the thread pools left alone.
+  of selection) as shipped (single-threaded) and with the thread pools left alone;
+- the GCL encoder's training (the per-iteration loop behind GCL + Coreset's embeddings:
+  the real ignite engine, ResNet-18, batch 9 of 64 x 64 slices, paper objective) with the
+  process's threads (``encoder#threads: null``) and with one (the default); ``--encoder-iterations``
+  iterations per run, no picks to compare.
 
-Each cell is the median of ``--repeats`` measurements; a measurement of a variant that
-runs shorter than ``--window`` seconds (default 10) is the mean of back-to-back runs
-filling that window, as the textbook's one run lasts about 30 s. Slowdown = median under
-k competitors / median with none. Every run's picks must be identical (the script fails
-otherwise).
+Each cell is the median of ``--repeats`` measurements (default 7); a measurement of a
+variant that runs shorter than ``--window`` seconds (default 10) is the mean of
+back-to-back runs filling that window, and the textbook is timed over its first
+``--textbook-picks`` picks (default 300, about 10 s) and extrapolated to the budget, so
+every measurement spans a similar time. Slowdown = median under k competitors / median
+with none. The process's CPU time is recorded too: CPU time that grows under load is
+work the contention adds (threads spinning or waiting, caches refilled); a wall time that
+grows with CPU time unchanged is the share of the cores the scheduler gave. Against the
+textbook, each repeat's two measurements, taken back to back, give a paired ratio of the
+slowdowns; its geometric mean and 95 % interval over the repeats decide the target.
+Every run's picks must be identical (the script fails otherwise).
 
 Run from the repository root, on the quiet 2-core machine, with the default threads (no
 ``OMP_NUM_THREADS``; the point is how the default threading copes)::
 
-    python -m benchmarks.bench_contention --out contention.md            # ~12 min
+    python -m benchmarks.bench_contention --variants ours,textbook,typiclust --out c.md  # ~16 min
+    python -m benchmarks.bench_contention --out contention.md            # every variant, ~30 min
     python -m benchmarks.bench_contention --write-docs                   # into docs/benchmarks.md
 
 On a machine with more cores, confine it to two: ``taskset -c 0,1 python -m benchmarks.bench_contention``.
@@ -89,6 +101,8 @@ VARIANTS = {
     "textbook": "textbook loop (sklearn `pairwise_distances` per pick)",
     "typiclust": "TypiClust, as shipped (single-threaded)",
     "typiclust-old": "TypiClust, old threading (thread pools left alone)",
+    "encoder": "GCL encoder training, the process's threads (`encoder#threads` null)",
+    "encoder-1": "GCL encoder training, one thread (`encoder#threads` 1, the default)",
 }
 _KCENTER = ("ours", "ours-loop", "ours-old")
 
@@ -139,27 +153,81 @@ def _run_typiclust(features: np.ndarray, labelled: np.ndarray, budget: int, vari
         typiclust_module._THREADS = shipped
 
 
-def timed(run: Callable[[], tuple[np.ndarray, float | None]], window: float) -> tuple[np.ndarray, float]:
-    """The run's picks and seconds per run: its own figure when it gives one, else the mean
-    wall time of back-to-back runs filling at least ``window`` seconds (every run's picks
-    checked equal). A one-second run under contention measures where the scheduler happened
-    to place that second (alone on a core: 1x; sharing one: 2x); the textbook's 30-second
-    run averages over the placements, so ours is timed over a window of similar length."""
-    start = time.perf_counter()
+def encoder_runner(threads: int | None, iterations: int) -> Callable[[], tuple[np.ndarray, None]]:
+    """A run of ``iterations`` training iterations of the GCL encoder with at most ``threads``
+    threads, as ``EncoderSpec.train(threads=...)`` trains it (same engine, objective, sampler)."""
+    from alseg_monai.contrastive import ContrastiveObjective, GroupBatchSampler, SimCLREncoder
+    from alseg_monai.contrastive.handlers import SetEpochHandler
+    from alseg_monai.contrastive.trainer import build_contrastive_loader, create_contrastive_trainer
+    from alseg_monai.utils.threads import thread_limit
+    from benchmarks.bench_contrastive import SyntheticSlices, synthetic_records
+
+    records = synthetic_records(400, volumes_per_patient=2, slices_per_volume=10)
+    sampler = GroupBatchSampler(records, 9, groupings=("patient", "volume"), seed=0)
+    loader = build_contrastive_loader(SyntheticSlices(records, 64), sampler, num_workers=0, seed=0)
+    torch.manual_seed(0)
+    encoder = SimCLREncoder()
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=3e-4, weight_decay=1e-6)
+    engine = create_contrastive_trainer(encoder, ContrastiveObjective(), optimizer, sampler.roles)
+    SetEpochHandler(sampler).attach(engine)
+
+    def run() -> tuple[np.ndarray, None]:
+        with thread_limit(threads):
+            # A finished engine starts a fresh run of exactly `iterations` batches.
+            engine.run(loader, max_epochs=1, epoch_length=iterations)
+        return np.zeros(0, dtype=np.int64), None
+
+    run()  # warm-up: allocator, thread pools
+    return run
+
+
+def timed(run: Callable[[], tuple[np.ndarray, float | None]], window: float) -> tuple[np.ndarray, float, float]:
+    """The run's picks, seconds per run and the process's CPU seconds per run.
+
+    Seconds per run: the run's own figure when it gives one, else the mean wall time of
+    back-to-back runs filling at least ``window`` seconds (every run's picks checked
+    equal). A one-second run under contention measures where the scheduler happened to
+    place that second (alone on a core: 1x; sharing one: 2x); the textbook's 30-second
+    run averages over the placements, so ours is timed over a window of similar length.
+    CPU seconds (``time.process_time``, all the process's threads) are scaled like the
+    wall time, so CPU / wall is the share of a core the run got (above 1: several threads).
+    """
+    start, cpu_start = time.perf_counter(), time.process_time()
     picks, seconds = run()
-    if seconds is not None:
-        return picks, seconds
     runs = 1
-    while time.perf_counter() - start < window:
+    while seconds is None and time.perf_counter() - start < window:
         again, _ = run()
         if not np.array_equal(again, picks):
             raise SystemExit("picks differ between back-to-back runs")
         runs += 1
-    return picks, (time.perf_counter() - start) / runs
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    seconds = wall / runs if seconds is None else seconds
+    return picks, seconds, seconds * cpu / wall
 
 
-def measure(args: argparse.Namespace, features: np.ndarray, labelled: np.ndarray) -> tuple[dict, dict]:
-    """{variant: {competitors: [seconds...]}} and {variant: picks} (checked identical)."""
+def paired_ratio(times: dict, variant: str, reference: str, base: int, load: int) -> tuple[float, float, float]:
+    """Geometric mean over repeats of ``variant``'s slowdown over ``reference``'s under
+    ``load`` competitors, and its 95 % t interval.
+
+    Each repeat's two measurements ran back to back (the same placement of the process
+    on the cores, mostly), so their ratio pairs out the scheduler's placement, which
+    moves either one's slowdown by up to 2x. Slowdowns are over each variant's median with
+    ``base`` competitors; that median's own error is not in the interval.
+    """
+    from scipy import stats
+
+    base_variant, base_reference = (statistics.median(times[v][base]) for v in (variant, reference))
+    logs = np.log(np.asarray(times[variant][load]) / base_variant) - np.log(
+        np.asarray(times[reference][load]) / base_reference)
+    if len(logs) < 2:
+        return float(np.exp(logs.mean())), float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
+    return tuple(float(np.exp(v)) for v in (logs.mean(), logs.mean() - half, logs.mean() + half))
+
+
+def measure(args: argparse.Namespace, features: np.ndarray, labelled: np.ndarray) -> tuple[dict, dict, dict]:
+    """{variant: {competitors: [seconds...]}}, the same of CPU seconds, and {variant: picks}
+    (checked identical)."""
     budget = args.picks
     textbook_picks = min(args.textbook_picks or budget, budget)
 
@@ -172,9 +240,14 @@ def measure(args: argparse.Namespace, features: np.ndarray, labelled: np.ndarray
             return run
         if variant.startswith("typiclust"):
             return lambda: (_run_typiclust(features, labelled, budget, variant), None)
+        if variant.startswith("encoder"):
+            return encoders[variant]
         return lambda: (_run_ours(features, labelled, budget, variant), None)
 
+    encoders = {variant: encoder_runner(1 if variant == "encoder-1" else None, args.encoder_iterations)
+                for variant in args.variants if variant.startswith("encoder")}
     times = {variant: {k: [] for k in args.loads} for variant in args.variants}
+    cpu_times = {variant: {k: [] for k in args.loads} for variant in args.variants}
     picks_of: dict[str, np.ndarray] = {}
     _run_ours(features, labelled, min(budget, 10), "ours")  # warm-up: faiss import, allocator
     for k in args.loads:
@@ -183,13 +256,14 @@ def measure(args: argparse.Namespace, features: np.ndarray, labelled: np.ndarray
                 # Rotate the order so that no variant always runs first after the competitors start.
                 order = args.variants[repeat % len(args.variants):] + args.variants[:repeat % len(args.variants)]
                 for variant in order:
-                    picks, seconds = timed(runner(variant), args.window)
+                    picks, seconds, cpu_seconds = timed(runner(variant), args.window)
                     times[variant][k].append(seconds)
+                    cpu_times[variant][k].append(cpu_seconds)
                     reference = picks_of.setdefault(variant, picks)
                     if not np.array_equal(picks, reference):
                         raise SystemExit(f"{variant}: picks under {k} competitor(s) differ from the first run's")
-                    print(f"[{k} competitor(s), run {repeat + 1}/{args.repeats}] {variant}: {seconds:.3f} s",
-                          flush=True)
+                    print(f"[{k} competitor(s), run {repeat + 1}/{args.repeats}] {variant}: {seconds:.3f} s "
+                          f"(CPU {cpu_seconds:.3f} s)", flush=True)
     if {"typiclust", "typiclust-old"} <= set(picks_of) and not np.array_equal(
             picks_of["typiclust"], picks_of["typiclust-old"]):
         raise SystemExit("TypiClust picks differ between the two threadings")
@@ -202,23 +276,25 @@ def measure(args: argparse.Namespace, features: np.ndarray, labelled: np.ndarray
         if not np.array_equal(head, picks_of["textbook"]):
             same = int(np.sum(head == picks_of["textbook"]))
             raise SystemExit(f"ours and the textbook agree on {same}/{textbook_picks} picks only")
-    return times, picks_of
+    return times, cpu_times, picks_of
 
 
-def markdown(args: argparse.Namespace, times: dict, features: np.ndarray, command: str) -> str:
+def markdown(args: argparse.Namespace, times: dict, cpu_times: dict, features: np.ndarray, command: str) -> str:
     from benchmarks.common import machine_summary
 
     med = {v: {k: statistics.median(s) for k, s in by_k.items()} for v, by_k in times.items()}
     best = {v: {k: min(s) for k, s in by_k.items()} for v, by_k in times.items()}
-    base = args.loads[0]
+    cpu = {v: {k: statistics.median(s) for k, s in by_k.items()} for v, by_k in cpu_times.items()}
+    base, top = args.loads[0], args.loads[-1]
     textbook_picks = min(args.textbook_picks or args.picks, args.picks)
     head = ["implementation"]
     for k in args.loads:
         head.append(f"{k} competitor{'s' if k != 1 else ''}: s (min)")
         if k != base:
             head.append(f"slowdown x{k}")
+    head += [f"CPU s per run, {base} / {top} competitors", f"share of a core, {top} competitors"]
     lines = [
-        "## K-Center Greedy under CPU contention (issue 14)",
+        "## Selection under CPU contention (issue 14)",
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine_summary()}; {len(os.sched_getaffinity(0))} CPUs usable by the process.",
@@ -227,12 +303,16 @@ def markdown(args: argparse.Namespace, times: dict, features: np.ndarray, comman
         f"{args.picks:,} picks; competitors: single-threaded `{args.load}` busy loops started by the script. "
         f"Median (min) of {args.repeats} measurements per cell, variants interleaved; a measurement of a "
         f"variant faster than {args.window:g} s is the mean of back-to-back runs filling {args.window:g} s "
-        "(the textbook's single run lasts about 30 s; a shorter one would time the scheduler's placement "
-        "of one second). Slowdown = median under k "
-        f"competitors / median with {base}. All runs made the same picks"
+        "(a shorter one would time the scheduler's placement of one second). Slowdown = median under k "
+        f"competitors / median with {base}. CPU s: the process's CPU time per run (all its threads); share "
+        "of a core = CPU time / wall time (1 alone on a core, 0.5 sharing one; above 1: several threads). "
+        "All runs made the same picks"
         + (f" (the textbook's first {textbook_picks:,} timed, its time extrapolated to the budget)"
            if textbook_picks < args.picks and "textbook" in times else "")
-        + ".",
+        + "."
+        + (f" Encoder rows: seconds per run of {args.encoder_iterations} training iterations (batch 9 slices, "
+           "18 views, of 64 x 64; ResNet-18; NT-Xent + 0.1 patient + 0.35 volume; Adam)."
+           if any(v.startswith("encoder") for v in args.variants) else ""),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -243,8 +323,10 @@ def markdown(args: argparse.Namespace, times: dict, features: np.ndarray, comman
             cells.append(f"{med[variant][k]:.3f} ({best[variant][k]:.3f})")
             if k != base:
                 cells.append(f"{med[variant][k] / med[variant][base]:.2f}x")
+        cells.append(f"{cpu[variant][base]:.3f} / {cpu[variant][top]:.3f}")
+        cells.append(f"{cpu[variant][top] / med[variant][top]:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
-    for shipped in ("ours", "typiclust"):
+    for shipped in ("ours", "typiclust", "encoder", "encoder-1"):
         if shipped not in times or "textbook" not in times:
             continue
         verdicts = []
@@ -252,8 +334,11 @@ def markdown(args: argparse.Namespace, times: dict, features: np.ndarray, comman
             if k == base:
                 continue
             ours, textbook = med[shipped][k] / med[shipped][base], med["textbook"][k] / med["textbook"][base]
-            verdicts.append(f"{k} competitor(s): {ours:.2f}x against {textbook:.2f}x "
-                            f"({'met' if ours <= textbook else '**not met**'})")
+            ratio, low, high = paired_ratio(times, shipped, "textbook", base, k)
+            verdict = "met" if ratio <= 1.0 else "**not met**"
+            verdicts.append(f"{k} competitor(s): {ours:.2f}x against {textbook:.2f}x; paired over the "
+                            f"{args.repeats} repeats, {ratio:.2f}x the textbook's slowdown [{low:.2f}, {high:.2f}] "
+                            f"({verdict})")
         if verdicts:
             lines += ["", f"Target (issue 14): {VARIANTS[shipped]} slows no more than the textbook loop. "
                       + "; ".join(verdicts) + "."]
@@ -269,12 +354,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--labelled", type=int, default=1000)
     parser.add_argument("--picks", type=int, default=1000)
-    parser.add_argument("--textbook-picks", type=int, default=None,
-                        help="time the textbook for its first K picks only, extrapolating (default: all)")
+    parser.add_argument("--textbook-picks", type=int, default=300,
+                        help="time the textbook for its first K picks only, extrapolating (0: all)")
     parser.add_argument("--loads", default="0,1,2", help="competitor counts, comma-separated, first = baseline")
     parser.add_argument("--load", choices=sorted(_SPIN), default="python", help="what each competitor runs")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--encoder-iterations", type=int, default=8, help="encoder training iterations per run")
     parser.add_argument("--window", type=float, default=10.0,
                         help="time short variants as the mean of back-to-back runs filling this many seconds")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds between starting competitors and timing")
@@ -285,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.dim, args.labelled, args.picks = 1500, 64, 50, 60
-        args.repeats, args.settle, args.window = 1, 0.2, 0.0
+        args.repeats, args.settle, args.window, args.encoder_iterations = 1, 0.2, 0.0, 1
     args.loads = [int(k) for k in args.loads.split(",")]
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(args.variants) - set(VARIANTS))
@@ -304,10 +390,10 @@ def main(argv: list[str] | None = None) -> None:
 
     features = embedding_like(args.n, args.dim)
     labelled = np.random.default_rng(1).choice(args.n, args.labelled, replace=False)
-    times, _ = measure(args, features, labelled)
+    times, cpu_times, _ = measure(args, features, labelled)
     argv_used = sys.argv[1:] if argv is None else argv
     command = "python -m benchmarks.bench_contention " + " ".join(shlex.quote(a) for a in argv_used)
-    text = markdown(args, times, features, command.strip())
+    text = markdown(args, times, cpu_times, features, command.strip())
     print(text)
     if args.out:
         from pathlib import Path

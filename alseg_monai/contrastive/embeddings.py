@@ -30,6 +30,7 @@ from ..utils import (
     shard_indices,
 )
 from ..utils.progress import bar_disable
+from ..utils.threads import check_threads, thread_limit
 from .networks import SimCLREncoder
 from .trainer import ENCODER_FILE
 
@@ -57,6 +58,7 @@ def embed(
     num_workers: int = 0,
     progress: bool = True,
     image_key: str = "image",
+    threads: int | None = None,
 ) -> np.ndarray:
     """Embed every item of ``dataset`` with ``encoder.features``: (N, F) float32, row i = item i.
 
@@ -76,13 +78,16 @@ def embed(
         num_workers: loader worker processes.
         progress: show a progress bar.
         image_key: the image key of the dataset's items.
+        threads: at most this many CPU threads for the forward passes (None: the
+            process's); see :func:`~alseg_monai.utils.threads.thread_limit`.
 
     Raises:
-        ConfigError: ``batch_size`` < 1.
+        ConfigError: ``batch_size`` < 1, ``threads`` not None or a positive integer.
         DataError: the dataset is empty.
     """
     if batch_size < 1:
         raise ConfigError(f"embed: batch_size must be >= 1, got {batch_size}")
+    check_threads("embed: threads", threads)
     if len(dataset) == 0:
         raise DataError("embed: the dataset is empty")
     device = torch.device(device)
@@ -93,7 +98,7 @@ def embed(
     )
     encoder.to(device)
     chunks = []
-    with eval_mode(encoder), torch.inference_mode():
+    with eval_mode(encoder), torch.inference_mode(), thread_limit(threads):
         for images in tqdm(loader, desc="embed", disable=bar_disable(progress), leave=False):
             chunks.append(encoder.features(images.to(device)).float().cpu().numpy())
     # A rank with no items (fewer items than ranks) sends no rows; gather_rows takes the width from the others.

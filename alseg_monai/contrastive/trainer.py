@@ -45,6 +45,7 @@ from ..utils import (
 )
 from ..utils.fresh import build_network
 from ..utils.progress import bar_disable
+from ..utils.threads import check_threads, thread_limit
 from .augment import TwoViewsd
 from .groups import batch_group_ids
 from .handlers import AugmentationSeedHandler, ResumableDiskSaver, SetEpochHandler, latest_checkpoint
@@ -411,11 +412,22 @@ class EncoderSpec:
         return replace(self, sampler=sampler, loss=loss)
 
     def train(self, dataset: Dataset, records: Sequence[Mapping], output_dir: str | os.PathLike, seed: int,
-              device: str | torch.device = "cpu", num_workers: int = 0, progress: bool = True) -> SimCLREncoder:
-        """Train (or resume, or load) this encoder in ``output_dir``: :func:`train_encoder`."""
-        return train_encoder(
-            dataset, records, output_dir, epochs=int(self.epochs), objective=self.loss, augmentation=self.transforms,
-            encoder=build_network(self.network, derive_seed(seed, "encoder")), seed=seed, device=device,
-            num_workers=num_workers if self.num_workers is None else int(self.num_workers), progress=progress,
-            sampler=self.sampler, optimizer=self.optimizer,
-        )
+              device: str | torch.device = "cpu", num_workers: int = 0, progress: bool = True,
+              threads: int | None = None) -> SimCLREncoder:
+        """Train (or resume, or load) this encoder in ``output_dir``: :func:`train_encoder`,
+        with at most ``threads`` CPU threads (None: the process's).
+
+        The thread count is the machine's, not the encoder's (it is not part of the
+        spec): it changes the floating-point order of the CPU convolutions, so weights
+        (and the picks made with them) are not bit-identical across thread counts, and it decides
+        how the training copes with other processes (docs/benchmarks.md: on a 2-core
+        machine two threads train 1.8x faster than one when idle, and take 1.9x as long
+        as one beside another CPU-bound process).
+        """
+        with thread_limit(check_threads("threads", threads)):
+            return train_encoder(
+                dataset, records, output_dir, epochs=int(self.epochs), objective=self.loss,
+                augmentation=self.transforms, encoder=build_network(self.network, derive_seed(seed, "encoder")),
+                seed=seed, device=device, progress=progress, sampler=self.sampler, optimizer=self.optimizer,
+                num_workers=num_workers if self.num_workers is None else int(self.num_workers),
+            )

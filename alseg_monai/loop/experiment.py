@@ -52,6 +52,7 @@ from ..utils import (
 )
 from ..utils.describe import describe
 from ..utils.flags import as_bool
+from ..utils.threads import check_threads
 from .budgets import check_budgets, round_sizes
 from .data import ExperimentData
 from .diagnostics import pick_diagnostics
@@ -126,6 +127,13 @@ class ActiveLearningExperiment:
             ``torch.get_num_threads() // workers`` threads (1: in this process). Small
             networks use many threads poorly, so 2 one-thread workers train about 1.6x
             faster than one two-thread process on 2 cores. Simulated oracle only.
+        encoder_threads: at most this many CPU threads train and apply the encoders (None:
+            the process's). One keeps the training's speed when other processes compete
+            for the cores; on a quiet machine the process's threads are faster
+            (docs/benchmarks.md). The thread count changes the order of floating-point
+            sums, so other counts give other weights, embeddings and picks; it is not in
+            ``settings.json`` because a run directory trains its encoders once and resumes
+            from their cached embeddings, whatever the count of a later call.
 
     The run's ``settings.json`` records every setting that changes results, the
     components described (:func:`~alseg_monai.utils.describe`) and every strategy's
@@ -156,6 +164,7 @@ class ActiveLearningExperiment:
         progress: bool,
         report: bool = True,
         workers: int = 1,
+        encoder_threads: int | None = None,
     ) -> None:
         _check_choice("label_kind", label_kind, LABEL_KINDS)
         _check_choice("unit", unit, UNITS)
@@ -196,6 +205,7 @@ class ActiveLearningExperiment:
         self.progress = as_bool(progress, "progress")
         self.write_report = as_bool(report, "report")
         self.workers = int(workers)
+        self.encoder_threads = check_threads("encoder_threads", encoder_threads)
         self._prepared = False
         self._embeddings: dict[tuple[str, str], np.ndarray] = {}
         self._worker = False
@@ -333,8 +343,8 @@ class ActiveLearningExperiment:
                 quiet = self.progress and not self._worker
                 model = self.encoder_spec(encoder).train(dataset, self.pool, folder, self.settings["seed"],
                                                          device=self.device, num_workers=self.num_workers,
-                                                         progress=quiet)
-                features = embed(model, dataset, device=self.device, progress=quiet)
+                                                         progress=quiet, threads=self.encoder_threads)
+                features = embed(model, dataset, device=self.device, progress=quiet, threads=self.encoder_threads)
                 save_embeddings(folder, self.pool_ids, features)
             self._embeddings[(encoder, "backbone")] = features
             if kind == "projection":
@@ -550,9 +560,22 @@ def _jsonable(value: Any) -> Any:
 def _spec_settings(spec: StrategySpec, strategy: Any) -> dict:
     """What a strategy's rounds depend on: its class, label kind, unit and every knob of
     its object (defaults included, so a changed default also refuses to resume)."""
-    knobs = {k: v for k, v in vars(strategy).items() if not k.startswith("_") and k != "progress"}
-    return {"strategy": f"{type(strategy).__module__}.{type(strategy).__qualname__}", "label_kind": spec.label_kind,
-            "unit": spec.unit, "options": knobs}
+    return {**_strategy_knobs(strategy), "label_kind": spec.label_kind, "unit": spec.unit}
+
+
+def _strategy_knobs(strategy: Any) -> dict:
+    """``{"strategy": class path, "options": knobs}``; a knob holding strategies (a
+    schedule's stages) holds theirs, so ``progress`` is left out at every level."""
+
+    def value(v: Any) -> Any:
+        if hasattr(v, "select") and not isinstance(v, type):
+            return _strategy_knobs(v)
+        if isinstance(v, (list, tuple)):
+            return [value(item) for item in v]
+        return v
+
+    knobs = {k: value(v) for k, v in vars(strategy).items() if not k.startswith("_") and k != "progress"}
+    return {"strategy": f"{type(strategy).__module__}.{type(strategy).__qualname__}", "options": knobs}
 
 
 def _stages_with_options(stages: Any, options: dict) -> Any:

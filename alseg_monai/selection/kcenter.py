@@ -42,7 +42,8 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, DataError
 from ..utils import derive_seed
 from ..utils.progress import bar_disable
-from .resources import ensure_memory, resolve_device, thread_limit
+from ..utils.threads import thread_limit
+from .resources import ensure_memory, resolve_device
 
 __all__ = ["kcenter_greedy", "kcenter_memory_bytes"]
 

@@ -8,13 +8,10 @@ half-way through a round. Callers estimate their needs in bytes and call
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from threadpoolctl import threadpool_limits
 
 from ..errors import ConfigError, ResourceError
 
@@ -135,21 +132,3 @@ def ensure_memory(
             f"{what}: needs about {format_bytes(required_bytes)} but only {format_bytes(available)} "
             f"is available ({source}); use fewer slices or lower-dimensional features, or free memory"
         )
-
-
-@contextlib.contextmanager
-def thread_limit(threads: int | None) -> Iterator[None]:
-    """Run the block with at most ``threads`` threads in every BLAS and OpenMP pool loaded
-    in the process (numpy's and faiss's OpenBLAS, faiss's and torch's OpenMP, through
-    threadpoolctl) and in torch's intra-op pool; both are restored on exit, also on error.
-    ``None`` leaves them alone. The limits are process-wide while the block runs."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    with threadpool_limits(limits=threads):
-        torch.set_num_threads(min(previous, threads))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..utils.threads import thread_limit
 from .base import SelectionContext, Strategy, positive_int
 from .registry import register_strategy
-from .resources import ensure_memory, thread_limit
+from .resources import ensure_memory
 
 __all__ = ["TypiClustStrategy", "kmeans_labels"]
 

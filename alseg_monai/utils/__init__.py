@@ -1,5 +1,5 @@
-"""Shared utilities: atomic file writes, seeding, data-parallel (torch.distributed) helpers
-and the command line's error hook."""
+"""Shared utilities: atomic file writes, seeding, thread limits, data-parallel (torch.distributed)
+helpers and the command line's error hook."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from .io import (
     torch_save_atomic,
 )
 from .seed import derive_seed
+from .threads import check_threads, thread_limit
 
 __all__ = [
     "atomic_write_json",
@@ -39,6 +40,7 @@ __all__ = [
     "barrier",
     "broadcast_module",
     "broadcast_object",
+    "check_threads",
     "clean_stale_temp_files",
     "ddp_wrap",
     "derive_seed",
@@ -56,6 +58,7 @@ __all__ = [
     "read_json",
     "save_npy_atomic",
     "shard_indices",
+    "thread_limit",
     "torch_save_atomic",
     "unwrap_model",
     "world_size",

@@ -185,3 +185,45 @@ def test_contrastive_writes_the_embeddings_the_experiment_reads(phantom_root, tm
     assert (tmp_path / "out/encoder/encoder.pt").is_file()
     # the AL run reuses them rather than training the encoder again
     assert np.array_equal(experiment.embeddings("gcl"), features)
+
+
+@pytest.mark.parametrize("overlay", [None, "contrastive.json"])
+def test_encoder_threads_reach_the_encoder_training_and_embedding(phantom_root, tmp_path, monkeypatch, overlay):
+    # encoder#threads 1 on a two-thread process: the experiment's encoder (and the contrastive
+    # workflow's) trains and embeds with one thread, then the process has its two again.
+    from alseg_monai.contrastive import SimCLREncoder
+
+    seen = []
+    features = SimCLREncoder.features
+    monkeypatch.setattr(SimCLREncoder, "features",
+                        lambda self, x: seen.append((self.training, torch.get_num_threads())) or features(self, x))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tiny = {"encoder_def#feature_dim": 16, "encoder_def#projection_dim": 8, "sampler#batch_size": 6,
+                "encoder#epochs": 1, "strategies": ["gcl_coreset"]}
+        parser = parse(phantom_root, tmp_path / "out", overlay, **tiny, **{"encoder#threads": 1})
+        experiment = parser.get_parsed_content("experiment")
+        assert experiment.encoder_threads == 1
+        if overlay:
+            run_workflow(parser)
+        else:
+            experiment.embeddings("gcl")
+        assert {training for training, _ in seen} == {True, False}  # training and embedding both ran
+        assert {threads for _, threads in seen} == {1}
+        assert torch.get_num_threads() == 2
+        # A property of the machine, as workers: the recorded settings do not change.
+        other = parse(phantom_root, tmp_path / "other", overlay, **tiny, **{"encoder#threads": None})
+        other = other.get_parsed_content("experiment")
+        assert other.encoder_threads is None and other.settings == experiment.settings
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("bad", [0, "two", 1.5])
+def test_bad_encoder_threads_are_refused_naming_the_key(phantom_root, tmp_path, bad):
+    parser = parse(phantom_root, tmp_path / "out", **{"encoder#threads": bad})
+    with pytest.raises(Exception) as raised:
+        parser.get_parsed_content("experiment")
+    error = find_alseg_error(raised.value)
+    assert isinstance(error, ConfigError) and "encoder_threads" in str(error)

@@ -11,7 +11,7 @@ from sel_helpers import brute_force_kcenter, clustered, coverage_radius, textboo
 from alseg_monai.errors import ConfigError, DataError, ResourceError
 from alseg_monai.selection import kcenter as kcenter_module
 from alseg_monai.selection import kcenter_greedy, kcenter_memory_bytes
-from alseg_monai.selection.resources import thread_limit
+from alseg_monai.utils.threads import thread_limit
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

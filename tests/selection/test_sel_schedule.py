@@ -99,3 +99,22 @@ def test_stages_get_the_runs_strategy_options(tmp_path):
     exp = tiny_experiment(tmp_path / "data", tmp_path / "run2", strategies=[override],
                           **{"strategy_options#gcl_coreset#geometry": "euclidean"})
     assert exp.strategy(exp.specs[0]).stages[0].geometry == "standardized"
+
+
+def test_stage_settings_are_recorded_as_knobs_without_progress(tmp_path):
+    from experiments import tiny_experiment
+
+    def settings(progress: bool) -> dict:
+        schedule = {"name": "paper_then_random", "strategy": "schedule",
+                    "stages": [{"strategy": "gcl_coreset", "until": 0.1, "progress": progress},
+                               {"strategy": "random"}]}
+        exp = tiny_experiment(tmp_path / "data", tmp_path / f"run_{progress}", strategies=[schedule])
+        return exp.settings["strategy_settings"]["paper_then_random"]
+
+    quiet = settings(False)
+    first, second = quiet["options"]["stages"]
+    assert first["strategy"] == "alseg_monai.selection.gcl_coreset.GCLCoresetStrategy"
+    assert first["options"]["geometry"] == "cosine" and "progress" not in first["options"]
+    assert second == {"strategy": "alseg_monai.selection.random_sampling.RandomStrategy", "options": {}}
+    # A progress bar changes no pick: a run resumes with it switched on.
+    assert settings(True) == quiet
