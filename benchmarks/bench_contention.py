@@ -156,20 +156,12 @@ def _run_typiclust(features: np.ndarray, labelled: np.ndarray, budget: int, vari
 def encoder_runner(threads: int | None, iterations: int) -> Callable[[], tuple[np.ndarray, None]]:
     """A run of ``iterations`` training iterations of the GCL encoder with at most ``threads``
     threads, as ``EncoderSpec.train(threads=...)`` trains it (same engine, objective, sampler)."""
-    from alseg_monai.contrastive import ContrastiveObjective, GroupBatchSampler, SimCLREncoder
-    from alseg_monai.contrastive.handlers import SetEpochHandler
-    from alseg_monai.contrastive.trainer import build_contrastive_loader, create_contrastive_trainer
+    from alseg_monai.contrastive import ContrastiveObjective
     from alseg_monai.utils.threads import thread_limit
-    from benchmarks.bench_contrastive import SyntheticSlices, synthetic_records
+    from benchmarks.bench_contrastive import SyntheticSlices, encoder_trainer, synthetic_records
 
     records = synthetic_records(400, volumes_per_patient=2, slices_per_volume=10)
-    sampler = GroupBatchSampler(records, 9, groupings=("patient", "volume"), seed=0)
-    loader = build_contrastive_loader(SyntheticSlices(records, 64), sampler, num_workers=0, seed=0)
-    torch.manual_seed(0)
-    encoder = SimCLREncoder()
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=3e-4, weight_decay=1e-6)
-    engine = create_contrastive_trainer(encoder, ContrastiveObjective(), optimizer, sampler.roles)
-    SetEpochHandler(sampler).attach(engine)
+    engine, loader = encoder_trainer(records, SyntheticSlices(records, 64), ContrastiveObjective(), batch_size=9)
 
     def run() -> tuple[np.ndarray, None]:
         with thread_limit(threads):

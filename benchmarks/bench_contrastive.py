@@ -85,6 +85,22 @@ def time_loss(objective: ContrastiveObjective, batch_size: int, repeats: int = 2
     return (time.perf_counter() - start) / repeats
 
 
+def encoder_trainer(records: list[dict], dataset: torch.utils.data.Dataset, objective: ContrastiveObjective,
+                    batch_size: int, groupings: tuple[str, ...] = ("patient", "volume"), device: str = "cpu",
+                    num_workers: int = 0):
+    """``(engine, loader)``: a fresh ResNet-18 SimCLR encoder (seed 0, Adam lr 3e-4, weight decay
+    1e-6) trained by the project's ignite engine on GroupBatchSampler batches of ``dataset``;
+    ``engine.run(loader, max_epochs=1, epoch_length=k)`` runs k iterations (again when finished)."""
+    sampler = GroupBatchSampler(records, batch_size, groupings=groupings, seed=0)
+    loader = build_contrastive_loader(dataset, sampler, num_workers=num_workers, seed=0)
+    torch.manual_seed(0)
+    encoder = SimCLREncoder()
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=3e-4, weight_decay=1e-6)
+    engine = create_contrastive_trainer(encoder, objective, optimizer, sampler.roles, device=device)
+    SetEpochHandler(sampler).attach(engine)
+    return engine, loader
+
+
 def time_training(args: argparse.Namespace) -> dict:
     groupings = ("patient", "volume")
     records = synthetic_records(args.train_slices, volumes_per_patient=2, slices_per_volume=10)
@@ -93,16 +109,8 @@ def time_training(args: argparse.Namespace) -> dict:
         "nt-xent": ContrastiveObjective(ntxent_weight=1.0, patient_weight=0.0, volume_weight=0.0, slice_weight=0.0),
         "gcl": ContrastiveObjective(),  # NT-Xent + 0.10 patient + 0.35 volume
     }
-    runs = {}
-    for name, objective in objectives.items():
-        sampler = GroupBatchSampler(records, args.batch_size, groupings=groupings, seed=0)
-        loader = build_contrastive_loader(dataset, sampler, num_workers=args.num_workers, seed=0)
-        torch.manual_seed(0)
-        encoder = SimCLREncoder()
-        optimizer = torch.optim.Adam(encoder.parameters(), lr=3e-4, weight_decay=1e-6)
-        engine = create_contrastive_trainer(encoder, objective, optimizer, sampler.roles, device=args.device)
-        SetEpochHandler(sampler).attach(engine)
-        runs[name] = (engine, loader)
+    runs = {name: encoder_trainer(records, dataset, objective, args.batch_size, groupings, args.device,
+                                  args.num_workers) for name, objective in objectives.items()}
     # Warm-up (allocator, thread pools) outside the timings.
     for engine, loader in runs.values():
         engine.run(loader, max_epochs=1, epoch_length=2)
