@@ -1,9 +1,11 @@
 """Data layer: readers for native dataset layouts, slice records, preprocessing, caches,
-splits, the synthetic cardiac phantom and scribble synthesis."""
+splits, the synthetic phantoms (cardiac MR, abdominal CT, longitudinal brain MR) and
+scribble synthesis."""
 
 from __future__ import annotations
 
 from .abdomen import make_abdomen_phantom
+from .brain import make_brain_phantom
 from .phantom import make_phantom
 from .scribbles import annotated_fraction, scribble_from_mask
 from .cache import SliceCache, SliceDataset, VolumeDataset
@@ -24,6 +26,7 @@ __all__ = [
     "VolumeIntensityd",
     "annotated_fraction",
     "make_abdomen_phantom",
+    "make_brain_phantom",
     "make_phantom",
     "read_dataset",
     "scribble_from_mask",

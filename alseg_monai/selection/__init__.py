@@ -3,7 +3,7 @@
 Every strategy answers ``select(context, budget) -> list of slice ids`` given a
 :class:`SelectionContext`; built-ins are picked by name with :func:`get_strategy`
 (``random``, ``coreset``, ``gcl_coreset``, ``ntxent_coreset``, ``bald``, ``variance_ratio``,
-``stochastic_batches``, ``typiclust``, ``vaal``, ``coregcn``, and ``schedule``, which
+``stochastic_batches``, ``typiclust``, ``probcover``, ``vaal``, ``coregcn``, and ``schedule``, which
 switches between them by budget), and a user's own class
 plugs in through a bundle ``_target_`` (see :mod:`alseg_monai.selection.registry`).
 """
@@ -19,6 +19,8 @@ from .geometry import feature_geometry
 from .inference import bottleneck_features, ensemble_entropy, ensemble_variance_ratio
 from .kcenter import kcenter_greedy, kcenter_memory_bytes
 from .mc_dropout import mc_dropout_bald
+from .outliers import knn_sparseness
+from .probcover import ProbCoverStrategy, probcover_select, purity_delta
 from .random_sampling import RandomStrategy
 from .random_volumes import RandomVolumesStrategy
 from .registry import available_strategies, get_strategy, register_strategy
@@ -35,6 +37,7 @@ __all__ = [
     "CoresetStrategy",
     "GCLCoresetStrategy",
     "NTXentCoresetStrategy",
+    "ProbCoverStrategy",
     "RandomStrategy",
     "RandomVolumesStrategy",
     "ScheduledStrategy",
@@ -55,6 +58,9 @@ __all__ = [
     "get_strategy",
     "kcenter_greedy",
     "kcenter_memory_bytes",
+    "knn_sparseness",
     "mc_dropout_bald",
+    "probcover_select",
+    "purity_delta",
     "register_strategy",
 ]

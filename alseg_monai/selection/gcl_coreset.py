@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
 from .base import SelectionContext, Strategy, non_negative_float
+from .features import EMBEDDING_KINDS, choice
 from .geometry import FEATURE_GEOMETRIES, FIRST_CENTRES, feature_geometry, kmeanspp_rows, medoid_row
 from .kcenter import kcenter_greedy
+from .outliers import dense_candidates
 from .registry import register_strategy
 from .resources import resolve_device
 
 __all__ = ["GCLCoresetStrategy", "NTXentCoresetStrategy"]
-
-# What the encoder gives per slice: the pooled backbone features g(x) (the paper's
-# embeddings) or the projection head's output z (what the contrastive loss compares).
-EMBEDDING_KINDS = ("backbone", "projection")
 
 
 def fuse_pixels(embeddings: np.ndarray, images: np.ndarray, pixel_weight: float) -> np.ndarray:
@@ -33,12 +30,6 @@ def fuse_pixels(embeddings: np.ndarray, images: np.ndarray, pixel_weight: float)
     """
     flat = images.reshape(len(images), -1)
     return np.concatenate([embeddings, np.float32(pixel_weight) * flat], axis=1, dtype=np.float32)
-
-
-def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
-    if value not in choices:
-        raise ConfigError(f"{name}: expected one of {list(choices)}, got {value!r}")
-    return value
 
 
 @register_strategy("gcl_coreset")
@@ -59,11 +50,15 @@ class GCLCoresetStrategy(Strategy):
         encoder: the experiment's encoder these embeddings come from.
         pixel_weight: weight w of raw pixels concatenated to the (geometry-mapped)
             embeddings (the authors' code's fusion); 0 keeps the pure embedding metric.
+        outliers: fraction of the pool, the sparsest by mean distance to their 10 nearest
+            slices, that is never a centre nor counted in the radius (robust K-Center,
+            :mod:`.outliers`); 0 is the plain K-Center Greedy.
         progress: show a progress bar over the picks.
         memory_limit: bytes K-Center Greedy may allocate (default: the free memory).
 
     Raises:
-        ConfigError: an unknown geometry, first centre or embedding kind, or a negative pixel weight.
+        ConfigError: an unknown geometry, first centre or embedding kind, a negative pixel
+            weight, or ``outliers`` outside [0, 1).
     """
 
     default_encoder = "gcl"
@@ -75,23 +70,31 @@ class GCLCoresetStrategy(Strategy):
         embedding: str = "backbone",
         encoder: str | None = None,
         pixel_weight: float = 0.0,
+        outliers: float = 0.0,
         progress: bool = False,
         memory_limit: int | None = None,
     ) -> None:
-        self.geometry = _choice(geometry, FEATURE_GEOMETRIES, f"{self.name}.geometry")
-        self.first_centre = _choice(first_centre, FIRST_CENTRES, f"{self.name}.first_centre")
-        self.embedding = _choice(embedding, EMBEDDING_KINDS, f"{self.name}.embedding")
+        self.geometry = choice(geometry, FEATURE_GEOMETRIES, f"{self.name}.geometry")
+        self.first_centre = choice(first_centre, FIRST_CENTRES, f"{self.name}.first_centre")
+        self.embedding = choice(embedding, EMBEDDING_KINDS, f"{self.name}.embedding")
         self.encoder = self.default_encoder if encoder is None else str(encoder)
         self.pixel_weight = non_negative_float(pixel_weight, f"{self.name}.pixel_weight")
+        self.outliers = non_negative_float(outliers, f"{self.name}.outliers", below=1.0)
         self.progress, self.memory_limit = bool(progress), memory_limit
 
     def select_rows(self, context: SelectionContext, budget: int) -> np.ndarray:
         features = feature_geometry(context.embeddings(), self.geometry)
         if self.pixel_weight > 0:
             features = fuse_pixels(features, context.images(), self.pixel_weight)
-        labelled, first = context.labelled_indices, np.zeros(0, dtype=np.int64)
+        rows = np.arange(len(features))
+        if self.outliers > 0:
+            # K-Center on the dense rows only; picks map back to pool rows.
+            rows = np.flatnonzero(dense_candidates(features, context.labelled_indices, budget, self.outliers))
+            features = features[rows]
+        labelled = np.flatnonzero(np.isin(rows, context.labelled_indices))
+        first = np.zeros(0, dtype=np.int64)
         if labelled.size == 0 and self.first_centre == "kmeans++":
-            return kmeanspp_rows(features, budget, seed=self.seed_for(context, "kmeans++"))
+            return rows[kmeanspp_rows(features, budget, seed=self.seed_for(context, "kmeans++"))]
         if labelled.size == 0 and self.first_centre == "medoid":
             first = np.array([medoid_row(features, seed=self.seed_for(context, "medoid"))], dtype=np.int64)
             labelled, budget = first, budget - 1
@@ -104,7 +107,7 @@ class GCLCoresetStrategy(Strategy):
             progress=self.progress,
             memory_limit=self.memory_limit,
         )
-        return np.concatenate([first, picks])
+        return rows[np.concatenate([first, picks])]
 
 
 @register_strategy("ntxent_coreset")

@@ -1,7 +1,8 @@
 """Strategies by name, so a bundle config picks one with a string.
 
 Built-in names: ``random``, ``coreset``, ``gcl_coreset`` (the paper's method), ``bald``,
-``variance_ratio``, ``stochastic_batches``, ``typiclust``, ``vaal``, ``coregcn``.
+``variance_ratio``, ``stochastic_batches``, ``typiclust``, ``probcover``, ``vaal``, ``coregcn``,
+``schedule``.
 
 In a bundle config::
 

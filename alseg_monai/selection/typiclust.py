@@ -9,6 +9,11 @@ cluster (faiss kNN inside the cluster: never an N x N matrix). As in the paper's
 definitions, typicality uses Euclidean distances (the published code averages squared
 ones) and the cluster order is updated after every pick (the published code cycles
 through one order fixed at the start); picked slices leave their cluster's kNN set.
+
+Which features: the strategy's ``features`` (``embeddings`` of the experiment's
+``encoder``, the GCL one by default, or ``pixels``) in its ``geometry``, ``cosine`` by
+default as in the published code, which L2-normalises the self-supervised features
+before clustering (:mod:`.features`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..utils.threads import thread_limit
 from .base import SelectionContext, Strategy, positive_int
+from .features import feature_knobs, pool_features
 from .registry import register_strategy
 from .resources import ensure_memory
 
@@ -137,25 +143,36 @@ def _typiclust_picks(features: np.ndarray, labelled: np.ndarray, budget: int, k:
 
 @register_strategy("typiclust")
 class TypiClustStrategy(Strategy):
-    """TypiClust on ``context.embeddings()`` (the self-supervised GCL embeddings).
+    """TypiClust on the pool's features (by default the GCL embeddings, cosine geometry).
 
     Args: ``max_clusters`` (500), ``min_cluster_size`` (5), ``num_neighbors`` (20),
-    ``kmeans_iterations`` (25), as in :func:`typiclust_select`.
+    ``kmeans_iterations`` (25), as in :func:`typiclust_select`; ``features``
+    (``embeddings`` or ``pixels``), ``encoder`` (the experiment's encoder of the
+    embeddings, ``gcl`` when not given), ``embedding`` (``backbone`` or ``projection``)
+    and ``geometry`` (``cosine``, ``euclidean`` or ``standardized``), see :mod:`.features`.
     """
 
-    encoder = "gcl"
-
     def __init__(
-        self, max_clusters: int = 500, min_cluster_size: int = 5, num_neighbors: int = 20, kmeans_iterations: int = 25
+        self,
+        max_clusters: int = 500,
+        min_cluster_size: int = 5,
+        num_neighbors: int = 20,
+        kmeans_iterations: int = 25,
+        features: str = "embeddings",
+        encoder: str | None = None,
+        embedding: str = "backbone",
+        geometry: str = "cosine",
     ) -> None:
         self.max_clusters = positive_int(max_clusters, "typiclust.max_clusters")
         self.min_cluster_size = positive_int(min_cluster_size, "typiclust.min_cluster_size", minimum=0)
         self.num_neighbors = positive_int(num_neighbors, "typiclust.num_neighbors")
         self.kmeans_iterations = positive_int(kmeans_iterations, "typiclust.kmeans_iterations")
+        self.features, self.encoder, self.embedding, self.geometry = feature_knobs(
+            "typiclust", features, encoder, embedding, geometry)
 
     def select_rows(self, context: SelectionContext, budget: int) -> np.ndarray:
         return typiclust_select(
-            context.embeddings(),
+            pool_features(context, self.features, self.geometry),
             context.labelled_indices,
             budget,
             seed=self.seed_for(context, "kmeans"),
