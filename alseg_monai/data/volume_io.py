@@ -155,13 +155,18 @@ def check_label_values(array: np.ndarray, path: str | Path, num_classes: int, ex
                 f"{float(array[fractional].flat[0]):g}); expected class indices {sorted(allowed)}. A label resampled "
                 "with linear interpolation has such values: resample it with nearest neighbour"
             )
-    values = np.unique(array).astype(np.int64)
-    bad = [int(v) for v in values if int(v) not in allowed]
+    values = [int(v) for v in np.unique(array).astype(np.int64)]
+    bad = [v for v in values if v not in allowed]
     if bad:
+        held = f"{values[:20]}{' ...' if len(values) > 20 else ''}"
+        if not extra and 0 <= values[0] and values[-1] < 255:
+            fix = (f"if these are the dataset's classes, set num_classes to {values[-1] + 1} (--num_classes "
+                   f"{values[-1] + 1} or the data config); else fix the file (or the reader's label_map)")
+        else:
+            fix = "fix the file, or set num_classes (or the reader's label_map) if the dataset has these classes"
         raise DataError(
             f"{path}: label values {bad[:10]} outside the classes; expected values in "
-            f"{sorted(allowed)} (num_classes={num_classes}); fix the file, or set num_classes (or the reader's "
-            "label_map) if the dataset has these classes"
+            f"{sorted(allowed)} (num_classes={num_classes}), and the file holds the values {held}; {fix}"
         )
 
 

@@ -11,7 +11,8 @@ from monai.bundle import ConfigParser
 
 from alseg_monai.loop.config import check_keys
 
-OVERLAYS = ["cpu.json", "demo.json", "study.json", "options_study.json", "schedule_study.json", "smoke.json",
+OVERLAYS = ["cpu.json", "demo.json", "study.json", "options_study.json", "schedule_study.json", "low_budget_study.json",
+            "smoke.json",
             *sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "data").glob("*.json"))]
 
 
@@ -64,13 +65,10 @@ def test_study_runs_through_the_bundle_in_two_workers(tmp_path):
     assert (output / "encoder_ntxent/embeddings.npy").is_file()
 
 
-@pytest.mark.parametrize("overlay", ["study.json", "options_study.json", "schedule_study.json", "demo.json"])
-def test_committed_protocols_pin_the_encoder_threads_of_their_results(tmp_path, overlay):
-    # The bundle's default trains the encoder on one thread (it keeps its speed beside other
-    # jobs); the study and demo tables in the docs were computed with two, and the thread
-    # count changes the order of floating-point sums (other weights and picks), so these overlays keep two.
-    assert study_experiment(overlay, tmp_path / "run").encoder_threads == 2
-    parser = ConfigParser()
-    parser.read_config([str(CONFIGS / name) for name in ("active_learning.json", "data/acdc.json", "cpu.json")])
-    parser["output_dir"] = str(tmp_path / "default")
-    assert parser.get_parsed_content("experiment").encoder_threads == 1
+@pytest.mark.parametrize("overlay", sorted(p.name for p in CONFIGS.glob("*.json") if "study" in p.name or p.name == "demo.json"))
+def test_no_shipped_protocol_pins_the_encoder_to_more_than_one_thread(tmp_path, overlay):
+    # Two threads made the encoder 3.6x / 6.4x slower beside one / two busy processes
+    # (docs/benchmarks.md); a user's machine is never idle, so the shipped runs keep the
+    # bundle's default of one thread and their tables are regenerated with it.
+    assert "encoder#threads" not in json.loads((CONFIGS / overlay).read_text(encoding="utf-8"))
+    assert study_experiment(overlay, tmp_path / "run").encoder_threads == 1

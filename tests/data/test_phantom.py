@@ -244,3 +244,47 @@ def test_acdc_reader_reads_the_phantom(phantom):
     assert sample["image"].shape == (1, 32, 32) and 0.0 <= sample["image"].min() < sample["image"].max() <= 1.0
     assert set(np.unique(sample["label"])) <= {0, 1, 2, 3}
     assert set(np.unique(sample["scribble"])) <= {0, 1, 2, 3, 4}
+
+
+def test_variability_one_is_the_phantom_as_it_was(tmp_path):
+    plain = make_phantom(tmp_path / "a", 2, image_size=32, seed=5, progress=False)
+    knob = make_phantom(tmp_path / "b", 2, image_size=32, seed=5, progress=False, variability=1.0)
+    assert "variability" not in read_json(plain / PHANTOM_MANIFEST)["parameters"]  # old phantoms are reused
+    for rel in sorted(p.relative_to(plain) for p in plain.rglob("*.nii.gz")):
+        assert (plain / rel).read_bytes() == (knob / rel).read_bytes(), rel
+    scaled = make_phantom(tmp_path / "a", 2, image_size=32, seed=5, progress=False, variability=0.5)
+    assert read_json(scaled / PHANTOM_MANIFEST)["parameters"]["variability"] == 0.5
+
+
+def test_variability_scales_every_between_patient_parameter_about_its_centre():
+    from alseg_monai.data.phantom import _CentredRNG, _RecordingRNG, _sample_patient, _sample_scaled_patient
+
+    recorder = _RecordingRNG(np.random.default_rng(8))
+    drawn = _sample_patient(recorder, 64, (8, 14))
+    centre = _sample_patient(_CentredRNG(recorder.integer_draws), 64, (8, 14))
+    half = _sample_scaled_patient(8, 64, (8, 14), 0.5)
+    assert (half.group, half.num_slices, half.texture_seed) == (drawn.group, drawn.num_slices, drawn.texture_seed)
+    assert half.endo_radius == pytest.approx(centre.endo_radius + 0.5 * (drawn.endo_radius - centre.endo_radius))
+    assert half.values["myo"] == pytest.approx(0.5 * (drawn.values["myo"] + centre.values["myo"]))
+    assert half.bias == pytest.approx(tuple(0.5 * b for b in drawn.bias))  # normal(0, .): centre 0
+    np.testing.assert_array_equal(half.jitter_centre, drawn.jitter_centre)  # within-patient: kept
+    assert half.es_cavity == drawn.es_cavity
+    # With none, patients of one pathology group share their anatomy and appearance.
+    same_group = [_sample_scaled_patient(s, 64, (8, 14), 0.0) for s in range(40)]
+    nor = [p for p in same_group if p.group == "NOR"]
+    assert len(nor) >= 2 and len({(p.endo_radius, p.scale, p.values["myo"]) for p in nor}) == 1
+
+
+def test_variability_widens_the_gap_between_patients(tmp_path):
+    gaps = []
+    for level in (0.0, 0.5, 1.5):
+        root = make_phantom(tmp_path / str(level), 6, image_size=32, seed=2, progress=False, variability=level)
+        stats = slice_deviation_statistics((patient, image) for patient, _, image, *_ in frames(root))
+        gaps.append(stats["overall"] - stats["patient"])
+    assert gaps[0] < gaps[1] < gaps[2]
+
+
+@pytest.mark.parametrize("value", [-0.1, 2.5, "high", True, float("nan")])
+def test_variability_out_of_range_is_refused(tmp_path, value):
+    with pytest.raises(ConfigError, match="variability"):
+        make_phantom(tmp_path, 2, image_size=32, progress=False, variability=value)

@@ -34,7 +34,12 @@ pass it: ``lists={"val": [p for p, s in index.subsets.items() if s == "validatio
 Options:
     ``num_classes``: classes including background. Default None = the number of entries
         of the JSON's ``labels``; a :class:`ConfigError` when neither is given (a wrong
-        guess would only surface as label errors later), or when they disagree.
+        guess would only surface as label errors later), or when they disagree. The
+        bundle always passes its own ``num_classes`` (one setting, e.g. ``--num_classes
+        4``), so a JSON without ``labels`` needs nothing else; the label files are checked
+        against it when loaded (a value outside the classes is a :class:`DataError`
+        naming the file and its values; the bundle's run also refuses, without
+        ``labels``, a count above the highest class the files hold).
     ``ignore_index``: the scribbles' "unannotated" value; default None = ``num_classes``
         (the WSL4MIS convention: 4 for ACDC's 4 classes). It may not be a class.
     ``base_dir``: the folder relative paths resolve against.
@@ -99,13 +104,14 @@ def _resolve_classes(data: dict, path: Path, num_classes: int | None, ignore_ind
         if declared is None:
             raise ConfigError(
                 f"datalist {path}: num_classes is not set and the JSON has no 'labels'; "
-                "pass num_classes=<number of classes including background>"
+                "pass num_classes=<number of classes including background> (the bundle passes its num_classes: "
+                "--num_classes N)"
             )
         num_classes = declared
     elif declared is not None and declared != int(num_classes):
         raise ConfigError(
             f"num_classes={num_classes}, but 'labels' in {path} names {declared} classes: {labels}; set "
-            f"num_classes={declared} (dataset_options), or leave it out to take the count from 'labels'"
+            f"num_classes to {declared} (--num_classes {declared} or the data config), or correct 'labels'"
         )
     num_classes = int(num_classes)
     if num_classes < 2:
