@@ -21,6 +21,7 @@ Usage (after a study has trained its encoders in the run directory)::
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,10 +107,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", required=True, help="bundle config files after active_learning.json")
     parser.add_argument("--output-dir", required=True, help="the study's run directory (its encoders and cache)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                        help="bundle overrides, e.g. phantom#root='\"/data/phantom\"'")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--out", type=Path, help="write the markdown table here too")
     args = parser.parse_args()
-    experiment = load_experiment(args.configs, {"output_dir": args.output_dir, "workers": 1})
+    overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
+    experiment = load_experiment(args.configs, {**overrides, "output_dir": args.output_dir, "workers": 1})
     rows = evaluate(experiment, args.k)
     lines = [f"k-NN (k={args.k}, cosine) from {rows[0]['held_out_slices']} held-out slices to "
              f"{rows[0]['pool_slices']} pool slices ({args.output_dir})", "",

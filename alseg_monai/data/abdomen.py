@@ -44,7 +44,16 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError
 from ..utils import atomic_write_json, derive_seed
 from ..utils.progress import bar_disable
-from .synthetic import GeneratedDataset, centred_affine, ellipse_distance, paint, write_nifti
+from .synthetic import (
+    GeneratedDataset,
+    centred_affine,
+    check_variability,
+    ellipse_distance,
+    paint,
+    sample_with_centre,
+    scale_about_centre,
+    write_nifti,
+)
 
 __all__ = ["make_abdomen_phantom"]
 
@@ -65,6 +74,7 @@ def make_abdomen_phantom(
     slices: tuple[int, int] = (24, 36),
     overwrite: bool = False,
     progress: bool = True,
+    variability: float = 1.0,
 ) -> Path:
     """Write the synthetic abdominal CT datalist under ``root`` (see the module doc).
 
@@ -76,6 +86,10 @@ def make_abdomen_phantom(
         slices: (min, max) number of axial slices D per patient, min >= 8.
         overwrite: allow writing into a non-empty folder that is not a phantom.
         progress: show a progress bar over patients.
+        variability: scale of the differences between patients about their population
+            centre (:func:`~.synthetic.scale_about_centre`): anatomy size and position,
+            densities, noise; 1 is the phantom as it always was. The contrast phase, slice
+            and bowel-loop counts stay as drawn.
 
     Returns:
         ``root`` (reused as it is when it already holds this phantom with these parameters).
@@ -84,7 +98,7 @@ def make_abdomen_phantom(
         ConfigError: invalid parameters, ``root`` is a file, or ``root`` is a non-empty
             folder without a phantom and ``overwrite`` is False.
     """
-    params = _check_parameters(num_patients, image_size, seed, slices)
+    params = {**_check_parameters(num_patients, image_size, seed, slices), **check_variability(variability)}
     root = Path(root)
 
     def files(name: str, info: dict) -> list[Path]:
@@ -99,7 +113,9 @@ def make_abdomen_phantom(
     info, items = {}, []
     for number, name in enumerate(tqdm(names, desc="abdomen phantom", unit="patient", disable=bar_disable(progress)), 1):
         rng = np.random.default_rng(derive_seed(seed, "abdomen", number))
-        spec = _sample_patient(rng, image_size, params["slices"])
+        spec, centre = sample_with_centre(lambda r: _sample_patient(r, image_size, params["slices"]), rng, variability)
+        if centre is not None:
+            spec = scale_about_centre(spec, centre, variability)
         image, label = _render(spec, image_size, np.random.default_rng(derive_seed(seed, "abdomen", number, "noise")))
         affine = centred_affine(spec["spacing"], image_size)
         write_nifti(root / "imagesTr" / f"{name}.nii.gz", image, affine)

@@ -51,7 +51,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,17 @@ from ..errors import ConfigError, DataError
 from ..utils import atomic_write_text, derive_seed
 from ..utils.progress import bar_disable
 from .scribbles import scribble_from_mask
-from .synthetic import MANIFEST, GeneratedDataset, centred_affine, ellipse_distance, paint, write_nifti
+from .synthetic import (
+    MANIFEST,
+    GeneratedDataset,
+    centred_affine,
+    check_variability,
+    ellipse_distance,
+    paint,
+    sample_with_centre,
+    scale_about_centre,
+    write_nifti,
+)
 
 __all__ = ["make_phantom"]
 
@@ -77,8 +87,6 @@ _NUM_CLASSES = 4
 _IGNORE_INDEX = 4
 _MIN_IMAGE_SIZE = 32
 _MIN_SLICES = 3
-# Beyond 2x, sizes and intensities drawn near a range's end leave the plausible (and positive) range.
-_MAX_VARIABILITY = 2.0
 # Fields of a patient that vary within the patient (slice to slice, ED to ES), which the
 # variability knob leaves alone; every other float field varies between patients.
 _WITHIN_PATIENT = frozenset({"es_cavity", "es_rv", "es_shift", "jitter_centre", "jitter_radius", "slice_shift",
@@ -156,7 +164,7 @@ def make_phantom(
         slices: (min, max) number of slices D per patient, inclusive, min >= 3.
         overwrite: allow writing into a non-empty folder that is not a phantom.
         progress: show a tqdm progress bar over patients.
-        variability: scale of the differences between patients (:func:`scale_variability`):
+        variability: scale of the differences between patients (:func:`~.synthetic.scale_about_centre`):
             every per-patient continuous parameter (anatomy size and position, intensities
             and contrast, bias field, noise, acquisition) is moved to ``centre + variability x
             (drawn - centre)``; 1 is the phantom as it always was, 0 leaves only the pathology
@@ -286,15 +294,8 @@ def _check_parameters(num_patients, image_size, seed, slices, variability=1.0) -
         raise ConfigError(f"slices: expected a pair (min, max), got {slices!r}") from err
     if not (is_int(low) and is_int(high)) or not _MIN_SLICES <= low <= high:
         raise ConfigError(f"slices: expected integers {_MIN_SLICES} <= min <= max, got {slices!r}")
-    if isinstance(variability, bool) or not isinstance(variability, (int, float, np.integer, np.floating)) \
-            or not 0 <= float(variability) <= _MAX_VARIABILITY:
-        raise ConfigError(f"variability: expected a number in [0, {_MAX_VARIABILITY:g}], got {variability!r}")
-    params = {"num_patients": int(num_patients), "image_size": int(image_size), "seed": int(seed),
-              "slices": [int(low), int(high)]}
-    if float(variability) != 1.0:
-        # Recorded only when set, so phantoms written before the knob existed are reused.
-        params["variability"] = float(variability)
-    return params
+    return {"num_patients": int(num_patients), "image_size": int(image_size), "seed": int(seed),
+            "slices": [int(low), int(high)], **check_variability(variability)}
 
 
 def _frame_files(root: Path, name: str, es_frame: int) -> list[Path]:
@@ -306,74 +307,17 @@ def _frame_files(root: Path, name: str, es_frame: int) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- sampling
-class _RecordingRNG:
-    """A generator that records its integer draws (pathology group, slice and frame
-    counts, texture seed), so a centred twin can replay them."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng, self.integer_draws = rng, []
-
-    def integers(self, *args, **kwargs):
-        value = self.rng.integers(*args, **kwargs)
-        self.integer_draws.append(value)
-        return value
-
-    def uniform(self, *args, **kwargs):
-        return self.rng.uniform(*args, **kwargs)
-
-    def normal(self, *args, **kwargs):
-        return self.rng.normal(*args, **kwargs)
-
-
-class _CentredRNG:
-    """The population centre of every continuous draw (a uniform's midpoint, a normal's
-    mean), the recorded integer draws replayed in order."""
-
-    def __init__(self, integer_draws: Sequence) -> None:
-        self.integer_draws = list(integer_draws)
-
-    def integers(self, *args, **kwargs):
-        return self.integer_draws.pop(0)
-
-    def uniform(self, low=0.0, high=1.0, size=None):
-        return _constant(0.5 * (low + high), size)
-
-    def normal(self, loc=0.0, scale=1.0, size=None):
-        return _constant(loc, size)
-
-
-def _constant(value: float, size) -> float | np.ndarray:
-    return float(value) if size is None else np.full(size, float(value))
-
-
-def scale_variability(drawn: _Patient, centre: _Patient, variability: float) -> _Patient:
-    """``drawn`` with every between-patient float field moved to ``centre + variability x
-    (drawn - centre)``; integers, strings and within-patient fields kept as drawn."""
-
-    def scaled(a, c):
-        if isinstance(a, dict):
-            return {k: scaled(a[k], c[k]) for k in a}
-        if isinstance(a, tuple):
-            return tuple(scaled(x, y) for x, y in zip(a, c))
-        if isinstance(a, (float, np.floating, np.ndarray)):
-            return c + variability * (np.asarray(a) - c) if isinstance(a, np.ndarray) else \
-                float(c + variability * (a - c))
-        return a
-
-    changes = {name: scaled(getattr(drawn, name), getattr(centre, name))
-               for name in drawn.__dataclass_fields__ if name not in _WITHIN_PATIENT}
-    return replace(drawn, **changes)
-
-
 def _sample_scaled_patient(seed: int, image_size: int, slices: Sequence[int], variability: float) -> _Patient:
     """One patient drawn with ``seed``, its between-patient variation scaled by ``variability``."""
-    rng = np.random.default_rng(seed)
-    if variability == 1.0:
-        return _sample_patient(rng, image_size, slices)  # bit for bit the phantom without the knob
-    recorder = _RecordingRNG(rng)
-    drawn = _sample_patient(recorder, image_size, slices)
-    centre = _sample_patient(_CentredRNG(recorder.integer_draws), image_size, slices)
-    return scale_variability(drawn, centre, float(variability))
+    def sample(rng):
+        return _sample_patient(rng, image_size, slices)
+
+    drawn, centre = sample_with_centre(sample, np.random.default_rng(seed), variability)
+    if centre is None:
+        return drawn
+    within = {name: getattr(drawn, name) for name in _WITHIN_PATIENT}
+    scaled = scale_about_centre(vars(drawn), vars(centre), variability, keep=_WITHIN_PATIENT)
+    return _Patient(**{**scaled, **within})
 
 
 def _sample_patient(rng: np.random.Generator, image_size: int, slices: Sequence[int]) -> _Patient:

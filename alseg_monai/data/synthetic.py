@@ -149,3 +149,113 @@ class GeneratedDataset:
                 elif path.is_file():
                     path.unlink()
         logger.info("replacing the phantom at %s (parameters %s)", root, manifest.get("parameters"))
+
+
+# --------------------------------------------------------------------------- variability
+# Beyond 2x, sizes and intensities drawn near a range's end leave the plausible (and positive) range.
+MAX_VARIABILITY = 2.0
+
+
+def check_variability(variability: object) -> dict:
+    """The generator parameters recording ``variability``: ``{}`` at 1 (so phantoms written
+    before the knob existed are reused), else ``{"variability": value}``.
+
+    Raises:
+        ConfigError: not a number in [0, 2].
+    """
+    if isinstance(variability, bool) or not isinstance(variability, (int, float, np.integer, np.floating)) \
+            or not 0 <= float(variability) <= MAX_VARIABILITY:
+        raise ConfigError(f"variability: expected a number in [0, {MAX_VARIABILITY:g}], got {variability!r}")
+    return {} if float(variability) == 1.0 else {"variability": float(variability)}
+
+
+class RecordingRNG:
+    """A generator that records its discrete draws (``integers``, ``choice`` and the
+    argument-less ``uniform()`` the generators use as a coin), so that a centred twin
+    replays the same discrete structure (pathology, slice count, phase, organ counts)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng, self.discrete = rng, []
+
+    def _record(self, value):
+        self.discrete.append(value)
+        return value
+
+    def integers(self, *args, **kwargs):
+        return self._record(self.rng.integers(*args, **kwargs))
+
+    def choice(self, *args, **kwargs):
+        return self._record(self.rng.choice(*args, **kwargs))
+
+    def uniform(self, *args, **kwargs):
+        value = self.rng.uniform(*args, **kwargs)
+        return self._record(value) if not args and not kwargs else value
+
+    def normal(self, *args, **kwargs):
+        return self.rng.normal(*args, **kwargs)
+
+
+class CentredRNG:
+    """The population centre of every continuous draw (a uniform's midpoint, a normal's
+    mean); the recorded discrete draws replayed in order."""
+
+    def __init__(self, discrete) -> None:
+        self.discrete = list(discrete)
+
+    def _replay(self):
+        return self.discrete.pop(0)
+
+    def integers(self, *args, **kwargs):
+        return self._replay()
+
+    def choice(self, *args, **kwargs):
+        return self._replay()
+
+    def uniform(self, *args, size=None, **kwargs):
+        if not args and not kwargs and size is None:
+            return self._replay()
+        low, high = (list(args) + [kwargs.get("low", 0.0), kwargs.get("high", 1.0)][len(args):])[:2]
+        return _constant(0.5 * (low + high), size)
+
+    def normal(self, loc=0.0, scale=1.0, size=None):
+        return _constant(loc, size)
+
+
+def _constant(value: float, size):
+    return float(value) if size is None else np.full(size, float(value))
+
+
+def sample_with_centre(sample, rng: np.random.Generator, variability: float):
+    """``(drawn, centre)``: ``sample(rng)`` and, unless ``variability`` is 1, the same
+    sampler's population centre with the drawn discrete choices (``centre`` None at 1,
+    where ``drawn`` is bit for bit what the generator drew before the knob existed)."""
+    if float(variability) == 1.0:
+        return sample(rng), None
+    recorder = RecordingRNG(rng)
+    drawn = sample(recorder)
+    return drawn, sample(CentredRNG(recorder.discrete))
+
+
+def scale_about_centre(drawn, centre, variability: float, keep=frozenset()):
+    """``drawn`` with every float (in dicts, tuples, lists and arrays, recursively) moved
+    to ``centre + variability x (drawn - centre)``; integers, strings and the top-level
+    keys ``keep`` (within-patient variation) stay as drawn.
+
+    Every per-patient continuous parameter of a generator varies about the value its
+    sampler gives at the middle of each range, so one knob scales how much patients
+    differ in anatomy size and position, intensities and contrast, bias field and noise.
+    """
+    v = float(variability)
+
+    def scaled(a, c):
+        if isinstance(a, dict):
+            return {k: scaled(a[k], c[k]) for k in a}
+        if isinstance(a, (tuple, list)):
+            return type(a)(scaled(x, y) for x, y in zip(a, c))
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            return c + v * (a - c)
+        if isinstance(a, (float, np.floating)):
+            return float(c + v * (a - c))
+        return a
+
+    return {k: (a if k in keep else scaled(a, centre[k])) for k, a in drawn.items()}

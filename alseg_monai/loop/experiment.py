@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from .diagnostics import pick_diagnostics
 from .loop import ActiveLearningLoop, RoundTraining
 from .models import load_round_models, load_state
 from .oracle import AnnotationPending, HumanOracle, SimulatedOracle
+from .progress import RunProgress
 from .report import write_run_report
 from .state import RoundPaths, RunPaths, check_settings
 
@@ -368,15 +369,18 @@ class ActiveLearningExperiment:
         """
         self.prepare()
         chains = [(index, repeat) for index in range(len(self.specs)) for repeat in range(self.settings["repeats"])]
+        progress = self.progress_handler()
         try:
             if self.workers > 1:
                 from .parallel import run_chains
 
                 self._prepare_embeddings()  # every worker reads them; none may train an encoder
-                run_chains(self, chains, self.workers)
+                progress.start()  # after the encoders, which are no round's time
+                run_chains(self, chains, self.workers, handlers=[progress])
             else:
+                progress.start()
                 for index, repeat in chains:
-                    self.run_chain(index, repeat)
+                    self.run_chain(index, repeat, handlers=[progress])
         except AnnotationPending as pending:
             logger.warning("%s", pending)
             return []
@@ -394,13 +398,21 @@ class ActiveLearningExperiment:
         state.update(_prepared=False, _embeddings={})
         return state
 
-    def run_chain(self, spec_index: int, repeat: int) -> list[dict]:
-        """Run (or resume) every round of one strategy's repeat, in budget order."""
-        self.prepare()
-        return self.loop(self.specs[spec_index], repeat).run()
+    def progress_handler(self) -> RunProgress:
+        """The run's :class:`~.progress.RunProgress`: its total is every strategy x repeat x
+        budget, the rounds already finished on disk counted as done."""
+        rounds = list(self._round_paths())
+        return RunProgress(total=len(rounds), done=sum(paths.done for paths in rounds))
 
-    def loop(self, spec: StrategySpec, repeat: int) -> ActiveLearningLoop:
-        """The :class:`ActiveLearningLoop` of one strategy's repeat, with its parts."""
+    def run_chain(self, spec_index: int, repeat: int, handlers: Sequence[Callable[[dict], Any]] = ()) -> list[dict]:
+        """Run (or resume) every round of one strategy's repeat, in budget order; ``handlers``
+        get each round finished (see :class:`ActiveLearningLoop`)."""
+        self.prepare()
+        return self.loop(self.specs[spec_index], repeat, handlers).run()
+
+    def loop(self, spec: StrategySpec, repeat: int, handlers: Sequence[Callable[[dict], Any]] = ()
+             ) -> ActiveLearningLoop:
+        """The :class:`ActiveLearningLoop` of one strategy's repeat, with its parts and round ``handlers``."""
         seed = self.settings["seed"] + repeat
         trainer = self.trainer(spec)
         return ActiveLearningLoop(
@@ -417,6 +429,7 @@ class ActiveLearningExperiment:
             paths=lambda round_index: self.paths.round(spec.name, repeat, round_index),
             cost=lambda records: self._cost(spec, records),
             info={"unit": spec.unit, "label_kind": spec.label_kind, "repeat": repeat, "seed": seed},
+            handlers=handlers,
         )
 
     def _context(self, spec: StrategySpec, seed: int, round_index: int, labelled: list[str]):
@@ -538,14 +551,14 @@ class ActiveLearningExperiment:
     # results -----------------------------------------------------------------------------------
     def collect_rows(self) -> list[dict]:
         """Metrics of every finished round, in strategy, repeat, round order."""
-        rows = []
+        return [read_json(paths.metrics) for paths in self._round_paths() if paths.done]
+
+    def _round_paths(self) -> Iterator[RoundPaths]:
+        """The :class:`RoundPaths` of every round of the run, in strategy, repeat, round order."""
         for spec in self.specs:
             for repeat in range(self.settings["repeats"]):
                 for round_index in range(len(self.budgets)):
-                    paths = self.paths.round(spec.name, repeat, round_index)
-                    if paths.done:
-                        rows.append(read_json(paths.metrics))
-        return rows
+                    yield self.paths.round(spec.name, repeat, round_index)
 
 
 def _check_choice(key: str, value: str, choices: Sequence[str]) -> None:

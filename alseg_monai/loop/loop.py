@@ -69,6 +69,9 @@ class ActiveLearningLoop:
         paths: round index -> its :class:`RoundPaths`.
         cost: records -> annotation cost of labelling them.
         info: entries added to every round's metrics (strategy, unit, label kind, repeat, seed).
+        handlers: called with each round's metrics once the round is recorded, as ignite calls
+            the handlers of an engine event (e.g. :class:`~.progress.RunProgress`); rounds
+            read back from disk are not passed.
     """
 
     def __init__(
@@ -85,11 +88,13 @@ class ActiveLearningLoop:
         paths: Callable[[int], RoundPaths],
         cost: Callable[[Sequence[Mapping]], float],
         info: Mapping[str, Any] | None = None,
+        handlers: Sequence[Callable[[dict], Any]] = (),
     ) -> None:
         self.name, self.strategy, self.context, self.oracle = name, strategy, context, oracle
         self.trainer, self.evaluator, self.describe = trainer, evaluator, describe
         self.records, self.budgets, self.paths, self.cost = records, list(budgets), paths, cost
         self.info = dict(info or {})
+        self.handlers = list(handlers)
         round_sizes(self.budgets, len(records))  # every round adds slices
 
     def run(self) -> list[dict]:
@@ -135,6 +140,8 @@ class ActiveLearningLoop:
         logger.info("round done: %s repeat %s budget %g%% (%d slices) -> test Dice %.4f, cost %.2f, %.0f s",
                     self.name, self.info.get("repeat", "-"), 100 * fraction, len(records), row["dice"], row["cost"],
                     row["seconds"])
+        for handler in self.handlers:
+            handler(row)
         return row, selection["labelled"]
 
     def select(self, index: int, labelled: list[str], paths: RoundPaths) -> dict:

@@ -257,11 +257,12 @@ def test_variability_one_is_the_phantom_as_it_was(tmp_path):
 
 
 def test_variability_scales_every_between_patient_parameter_about_its_centre():
-    from alseg_monai.data.phantom import _CentredRNG, _RecordingRNG, _sample_patient, _sample_scaled_patient
+    from alseg_monai.data.phantom import _sample_patient, _sample_scaled_patient
+    from alseg_monai.data.synthetic import CentredRNG, RecordingRNG
 
-    recorder = _RecordingRNG(np.random.default_rng(8))
+    recorder = RecordingRNG(np.random.default_rng(8))
     drawn = _sample_patient(recorder, 64, (8, 14))
-    centre = _sample_patient(_CentredRNG(recorder.integer_draws), 64, (8, 14))
+    centre = _sample_patient(CentredRNG(recorder.discrete), 64, (8, 14))
     half = _sample_scaled_patient(8, 64, (8, 14), 0.5)
     assert (half.group, half.num_slices, half.texture_seed) == (drawn.group, drawn.num_slices, drawn.texture_seed)
     assert half.endo_radius == pytest.approx(centre.endo_radius + 0.5 * (drawn.endo_radius - centre.endo_radius))

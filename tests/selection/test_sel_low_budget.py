@@ -119,7 +119,8 @@ def test_probcover_strategy_on_gcl_embeddings_in_cosine_geometry():
     assert (strategy.encoder, strategy.embedding, strategy.geometry) == ("gcl", "backbone", "cosine")
     features = feature_geometry(context.embeddings(), "cosine")
     delta = strategy.radius(context, features)
-    expected = probcover_select(features, context.labelled_indices, 5, delta, seed=strategy.seed_for(context, "uniform"))
+    expected = probcover_select(features, context.labelled_indices, 5, delta,
+                                seed=strategy.seed_for(context, "uniform"))
     assert strategy.select(context, 5) == [context.ids[r] for r in expected]
     assert get_strategy("probcover", delta=0.5).radius(context, features) == 0.5
 
