@@ -7,8 +7,9 @@
 # dependencies pin numpy < 2 and jsonschema < 4: its tests run in a second
 # virtualenv, .venv-monailabel (MLVENV), made the same way, always (an active
 # env is left alone; MLPY=python runs them in it, if it has the extra).
-# `make test` (CI) runs the main suite, then `make test-monailabel` (a real
-# MONAI Label server); MONAILABEL=0 skips the latter and its 3.9 GB virtualenv.
+# `make test` (CI) runs the linter (`make lint`: ruff, ruff.toml, on alseg_monai and
+# monailabel), the main suite, then `make test-monailabel` (a real MONAI Label server);
+# MONAILABEL=0 skips the latter and its 3.9 GB virtualenv.
 # The main suite runs in TEST_WORKERS pytest-xdist processes, a test file per
 # process at a time (module fixtures are built once); TEST_WORKERS=0 runs it in one.
 # With workers, torch runs one thread per process (OMP_NUM_THREADS=1, inherited by the
@@ -35,7 +36,7 @@ MLPY ?= $(MLVENV)/bin/python
 STAMP := $(dir $(PY)).alseg_monai.installed
 MLSTAMP := $(dir $(MLPY)).alseg_monai-monailabel.installed
 
-.PHONY: setup setup-monailabel demo study test test-monailabel
+.PHONY: setup setup-monailabel demo study lint test test-monailabel
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,14 +80,31 @@ STUDY_ARGS ?=
 study: setup
 	$(RUN_BUNDLE) $(call configs,data/$(DATA).json cpu.json $(STUDY).json) --output_dir $(BUNDLE)/runs/$(STUDY)_$(DATA) $(STUDY_ARGS)
 
+# Lint only (no formatter): pyflakes, pycodestyle at 120 columns and import order.
+LINT_PATHS := alseg_monai monailabel
+lint: setup
+	$(PY) -m ruff check $(LINT_PATHS)
+
+# The tutorials' committed outputs (tutorials/README.md): tutorials/execute.py runs each notebook
+# in place, as the test suite does, and cleans its outputs (no machine paths, times or
+# timestamps; PNGs at most 800 px wide). One torch thread, as the committed outputs were made
+# (the digits then do not depend on the machine's core count). NOTEBOOKS picks some, e.g.
+# NOTEBOOKS=tutorials/03_scribbles_dmpls.ipynb; ALSEG_TUTORIAL_SMOKE=1 runs the tiny settings.
+NOTEBOOKS ?=
+tutorials: setup
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) tutorials/execute.py $(NOTEBOOKS)
+
 # pytest exits 5 when it collects no test (e.g. a PYTEST_ARGS filter that
 # matches nothing): report it instead of failing the run. The main run leaves
-# tests/monailabel to test-monailabel (they skip without the extra anyway); both
-# parts run, and the first failure's exit status is make's.
+# tests/monailabel to test-monailabel (they skip without the extra anyway). The
+# lint, the main suite and test-monailabel all run, and the first failure's exit
+# status is make's (a lint failure is repeated at the end, below the tests' output).
 test: setup
-	@$(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 )$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) $(if $(filter 0,$(MONAILABEL)),,--ignore=tests/monailabel); rc=$$?; \
+	@$(MAKE) --no-print-directory lint; lint=$$?; \
+	$(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 )$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) $(if $(filter 0,$(MONAILABEL)),,--ignore=tests/monailabel); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; rc=0; fi; \
 	ml=0; if [ "$(MONAILABEL)" != 0 ]; then $(MAKE) --no-print-directory test-monailabel; ml=$$?; fi; \
+	if [ $$lint -ne 0 ]; then echo "make test: lint failed (ruff findings above; make lint)"; exit $$lint; fi; \
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$ml
 
 # The MONAI Label app's tests (a real `monailabel start_server`) in .venv-monailabel;

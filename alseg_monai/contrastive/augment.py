@@ -78,7 +78,9 @@ class _RandDictTransform(RandomizableTransform, MapTransform):
         """Transform one (C, H, W) image with ``params``."""
 
 
-def _draw_box(rng: np.random.RandomState, h: int, w: int, scale: tuple, ratio: tuple) -> tuple[int, int, int, int] | None:
+def _draw_box(
+    rng: np.random.RandomState, h: int, w: int, scale: tuple, ratio: tuple
+) -> tuple[int, int, int, int] | None:
     """torchvision's box draw: area fraction in ``scale``, log-uniform aspect in ``ratio``; 10 tries."""
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
@@ -149,7 +151,10 @@ class RandAffine2Dd(_RandDictTransform):
     ) -> None:
         super().__init__(keys, prob, allow_missing_keys)
         if rotate < 0 or not 0 <= translate <= 1 or not 0 <= shear < 90:
-            raise ConfigError(f"RandAffine2Dd: need rotate >= 0, 0 <= translate <= 1, 0 <= shear < 90, got {rotate}, {translate}, {shear}")
+            raise ConfigError(
+                "RandAffine2Dd: need rotate >= 0, 0 <= translate <= 1, 0 <= shear < 90, "
+                f"got {rotate}, {translate}, {shear}"
+            )
         self.rotate, self.translate, self.shear = float(rotate), float(translate), float(shear)
         self.scale = _check_range("scale", scale, low=1e-6)
         self.mode = mode
@@ -158,7 +163,8 @@ class RandAffine2Dd(_RandDictTransform):
         h, w = float(spatial[0]), float(spatial[1])
         angle = math.radians(self.R.uniform(-self.rotate, self.rotate))
         shear = math.radians(self.R.uniform(-self.shear, self.shear))
-        tx, ty = self.R.uniform(-self.translate, self.translate) * w, self.R.uniform(-self.translate, self.translate) * h
+        tx = self.R.uniform(-self.translate, self.translate) * w
+        ty = self.R.uniform(-self.translate, self.translate) * h
         s = self.R.uniform(*self.scale)
         # Forward map in pixel units about the centre: translate . rotate . shear . scale.
         rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])

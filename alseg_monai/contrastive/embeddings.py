@@ -94,7 +94,11 @@ def embed(
     rows = shard_indices(len(dataset))
     shard = dataset if len(rows) == len(dataset) else Subset(dataset, rows.tolist())
     loader = DataLoader(
-        shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=functools.partial(_stack_images, key=image_key)
+        shard,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=functools.partial(_stack_images, key=image_key),
     )
     encoder.to(device)
     chunks = []
@@ -147,7 +151,8 @@ def load_embeddings(output_dir: str | os.PathLike) -> tuple[list[str], np.ndarra
         raise DataError(f"{path}: cannot read embeddings ({err})") from err
     if features.ndim != 2 or features.shape[0] != len(ids):
         raise DataError(
-            f"{path}: embeddings of shape {features.shape} do not match the {len(ids)} ids of {output_dir / EMBEDDING_IDS_FILE}"
+            f"{path}: embeddings of shape {features.shape} do not match the {len(ids)} ids of "
+            f"{output_dir / EMBEDDING_IDS_FILE}"
         )
     return ids, features
 

@@ -51,9 +51,13 @@ def batch_group_ids(
     if len(volumes) != n:
         raise DataError(f"batch_group_ids: {n} patients but {len(volumes)} volumes")
     if not roles or roles[0] != "anchor" or list(roles) != [r for r in ROLE_ORDER if r in roles]:
-        raise DataError(f"batch_group_ids: roles must be a sub-sequence of {ROLE_ORDER} starting with 'anchor', got {tuple(roles)}")
+        raise DataError(
+            f"batch_group_ids: roles must be a sub-sequence of {ROLE_ORDER} starting with 'anchor', got {tuple(roles)}"
+        )
     if n % group_size:
-        raise DataError(f"batch_group_ids: batch of {n} slices is not a whole number of groups of {group_size} ({tuple(roles)})")
+        raise DataError(
+            f"batch_group_ids: batch of {n} slices is not a whole number of groups of {group_size} ({tuple(roles)})"
+        )
     position = torch.arange(n) % group_size
     group_start = torch.arange(n) - position
     if "adjacent" in roles:

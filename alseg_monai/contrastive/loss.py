@@ -123,6 +123,8 @@ def _check_inputs(z: torch.Tensor, z_aug: torch.Tensor, groups: torch.Tensor, pa
     n = z.shape[0]
     for name, ids in (("groups", groups), ("patients", patients)):
         if ids.shape != (n,):
-            raise DataError(f"GroupNTXentLoss: {name} must have shape ({n},) to match z {tuple(z.shape)}, got {tuple(ids.shape)}")
+            raise DataError(
+                f"GroupNTXentLoss: {name} must have shape ({n},) to match z {tuple(z.shape)}, got {tuple(ids.shape)}"
+            )
         if ids.is_floating_point() or ids.is_complex():
             raise DataError(f"GroupNTXentLoss: {name} must be an integer tensor, got {ids.dtype}")

@@ -40,7 +40,11 @@ class SimCLREncoder(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 1, feature_dim: int = 512, projection_dim: int = 64, weights_path: str | os.PathLike | None = None
+        self,
+        in_channels: int = 1,
+        feature_dim: int = 512,
+        projection_dim: int = 64,
+        weights_path: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         if feature_dim < 8 or feature_dim % 8 or projection_dim < 1 or in_channels < 1:
@@ -60,7 +64,9 @@ class SimCLREncoder(nn.Module):
             widen_factor=feature_dim / 512,
         )
         self.projection = nn.Sequential(
-            nn.Linear(feature_dim, feature_dim, bias=False), nn.ReLU(inplace=True), nn.Linear(feature_dim, projection_dim, bias=False)
+            nn.Linear(feature_dim, feature_dim, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Linear(feature_dim, projection_dim, bias=False),
         )
         if weights_path is not None:
             self.load_weights(weights_path)

@@ -105,10 +105,13 @@ class GroupBatchSampler(Sampler[list[int]]):
         if not integer or batch_size < self.group_size or batch_size % self.group_size:
             raise ConfigError(
                 f"GroupBatchSampler: batch_size must be a positive multiple of the group size "
-                f"{self.group_size} (roles {self.roles}), got {batch_size}; the paper uses {paper_batch_size(self.group_size)}"
+                f"{self.group_size} (roles {self.roles}), got {batch_size}; "
+                f"the paper uses {paper_batch_size(self.group_size)}"
             )
         if not (num_replicas >= 1 and 0 <= rank < num_replicas):
-            raise ConfigError(f"GroupBatchSampler: need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}")
+            raise ConfigError(
+                f"GroupBatchSampler: need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}"
+            )
         self.batch_size = int(batch_size)
         self.groups_per_batch = self.batch_size // self.group_size
         self.seed = int(seed)
@@ -119,8 +122,8 @@ class GroupBatchSampler(Sampler[list[int]]):
         self._index = _SliceIndex(records)
         if self._index.num_patients < self.groups_per_batch:
             raise ConfigError(
-                f"GroupBatchSampler: batch_size {batch_size} needs {self.groups_per_batch} distinct patients per batch, "
-                f"but the records hold {self._index.num_patients}"
+                f"GroupBatchSampler: batch_size {batch_size} needs {self.groups_per_batch} distinct patients "
+                f"per batch, but the records hold {self._index.num_patients}"
             )
         self._warn_fallbacks()
         self._cache: tuple[int, list[list[int]]] | None = None
@@ -161,9 +164,13 @@ class GroupBatchSampler(Sampler[list[int]]):
     def _warn_fallbacks(self) -> None:
         index, notes = self._index, []
         if {"adjacent", "volume"} & set(self.roles) and index.single_slice_volumes:
-            notes.append(f"{index.single_slice_volumes} volume(s) of one slice use the anchor as their adjacent/volume member")
+            notes.append(
+                f"{index.single_slice_volumes} volume(s) of one slice use the anchor as their adjacent/volume member"
+            )
         if "patient" in self.roles and index.single_slice_patients:
-            notes.append(f"{index.single_slice_patients} patient(s) of one slice use the anchor as their patient member")
+            notes.append(
+                f"{index.single_slice_patients} patient(s) of one slice use the anchor as their patient member"
+            )
         if notes:
             warnings.warn("GroupBatchSampler: " + "; ".join(notes), stacklevel=3)
 
@@ -174,7 +181,9 @@ def _roles(groupings: Sequence[str]) -> tuple[str, ...]:
     groupings = list(groupings)
     unknown = [g for g in groupings if g not in GROUPINGS]
     if unknown or len(set(groupings)) != len(groupings):
-        raise ConfigError(f"GroupBatchSampler: groupings must be distinct names from {sorted(GROUPINGS)}, got {groupings}")
+        raise ConfigError(
+            f"GroupBatchSampler: groupings must be distinct names from {sorted(GROUPINGS)}, got {groupings}"
+        )
     used = {GROUPINGS[g] for g in groupings} | {"anchor"}
     return tuple(role for role in ROLE_ORDER if role in used)
 
@@ -234,7 +243,9 @@ def _record_columns(records: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray,
         z = np.array([r["slice"] for r in records])
     except (KeyError, TypeError) as err:
         keys = ("patient", "volume", "slice")
-        bad = next((i for i, r in enumerate(records) if not isinstance(r, Mapping) or any(k not in r for k in keys)), None)
+        bad = next(
+            (i for i, r in enumerate(records) if not isinstance(r, Mapping) or any(k not in r for k in keys)), None
+        )
         where = f"record {bad} ({records[bad]!r})" if bad is not None else "a record"
         raise DataError(f"GroupBatchSampler: {where} is not a mapping with keys {keys}") from err
     if z.dtype.kind not in "iu":
@@ -247,7 +258,9 @@ def _check_nesting(volume: np.ndarray, patient: np.ndarray, z: np.ndarray, volum
     repeated = np.flatnonzero(same_volume & (z[1:] == z[:-1]))
     if repeated.size:
         i = repeated[0]
-        raise DataError(f"GroupBatchSampler: slice {z[i]} of volume {volume_names[i]!r} appears more than once in records")
+        raise DataError(
+            f"GroupBatchSampler: slice {z[i]} of volume {volume_names[i]!r} appears more than once in records"
+        )
     volume_patients = np.unique(np.stack([volume, patient]), axis=1)
     if volume_patients.shape[1] != np.unique(volume).size:
         shared = np.unique(volume_patients[0], return_counts=True)

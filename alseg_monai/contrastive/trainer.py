@@ -12,7 +12,6 @@ atomic per-epoch checkpoints) and :func:`resume_from_checkpoint`.
 from __future__ import annotations
 
 import functools
-
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -178,7 +177,10 @@ def attach_training_handlers(
     checkpoints; the epoch averages are over every rank's batches.
     """
     if keep_checkpoints < 1 or log_every < 1:
-        raise ConfigError(f"attach_training_handlers: keep_checkpoints and log_every must be >= 1, got {keep_checkpoints}, {log_every}")
+        raise ConfigError(
+            "attach_training_handlers: keep_checkpoints and log_every must be >= 1, "
+            f"got {keep_checkpoints}, {log_every}"
+        )
     SetEpochHandler(sampler).attach(engine)
     AugmentationSeedHandler(loader, seed).attach(engine)
     for name in ("loss", *terms):
@@ -209,7 +211,9 @@ def _attach_logging(engine: Engine, output_dir: str | os.PathLike, progress: boo
         board.attach(engine)
         engine.add_event_handler(Events.COMPLETED, lambda _: board.close())
     if progress:
-        ProgressBar(persist=False, disable=bar_disable(True)).attach(engine, output_transform=lambda out: {"loss": out["loss"]})
+        ProgressBar(persist=False, disable=bar_disable(True)).attach(
+            engine, output_transform=lambda out: {"loss": out["loss"]}
+        )
 
 
 def resume_from_checkpoint(output_dir: str | os.PathLike, to_load: Mapping[str, Any]) -> Path | None:
@@ -320,7 +324,9 @@ def train_encoder(
         sampler = functools.partial(GroupBatchSampler, batch_size=batch_size, groupings=groupings)
     sampler = sampler(records, seed=derive_seed(seed, "sampler"), num_replicas=world_size(), rank=rank())
     if "slice" in objective.active_terms and "adjacent" not in sampler.roles:
-        raise ConfigError("train_encoder: slice_weight > 0 needs 'slice' in groupings (adjacent-slice pairs in the batch)")
+        raise ConfigError(
+            "train_encoder: slice_weight > 0 needs 'slice' in groupings (adjacent-slice pairs in the batch)"
+        )
     if len(sampler) == 0:
         raise ConfigError(
             f"train_encoder: {len(records)} slices give no batch of {sampler.batch_size} per process "

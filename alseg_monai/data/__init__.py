@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from .abdomen import make_abdomen_phantom
 from .brain import make_brain_phantom
-from .phantom import make_phantom
-from .scribbles import annotated_fraction, scribble_from_mask
 from .cache import SliceCache, SliceDataset, VolumeDataset
+from .phantom import make_phantom
 from .readers import read_dataset
 from .records import DatasetIndex
+from .scribbles import annotated_fraction, scribble_from_mask
 from .splits import split_dataset
 from .transforms import LoadVolumed, ResizeSlicesd, VolumeIntensityd
 from .untracked import UntrackedDataset

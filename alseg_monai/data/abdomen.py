@@ -111,7 +111,8 @@ def make_abdomen_phantom(
     names = [f"patient{number:03d}" for number in range(1, num_patients + 1)]
     _DATASET.start(root, params, names, overwrite)
     info, items = {}, []
-    for number, name in enumerate(tqdm(names, desc="abdomen phantom", unit="patient", disable=bar_disable(progress)), 1):
+    bar = tqdm(names, desc="abdomen phantom", unit="patient", disable=bar_disable(progress))
+    for number, name in enumerate(bar, 1):
         rng = np.random.default_rng(derive_seed(seed, "abdomen", number))
         spec, centre = sample_with_centre(lambda r: _sample_patient(r, image_size, params["slices"]), rng, variability)
         if centre is not None:
@@ -233,14 +234,15 @@ def _render(spec: dict, image_size: int, noise_rng: np.random.Generator) -> tupl
     ribs = _blob(t, 0.0, 0.55)
     for angle in np.linspace(0.35, np.pi - 0.35, 7):
         for side in (-1.0, 1.0):
-            ry, rx = cy - np.cos(angle) * (b * grow - spec["fat"] - 4.0), cx + side * np.sin(angle) * (a * grow - spec["fat"] - 4.0)
+            ry = cy - np.cos(angle) * (b * grow - spec["fat"] - 4.0)
+            rx = cx + side * np.sin(angle) * (a * grow - spec["fat"] - 4.0)
             draw(ry, rx, 5.0 * ribs, 5.0 * ribs, 0.0, 450.0)
 
     liver = spec["liver"]
     size = _profile(t, liver["top"], liver["bottom"], liver["peak"])
     left = size * _profile(t, liver["top"], liver["top"] + (liver["bottom"] - liver["top"]) * liver["left_end"], 0.3)
-    right_d = draw(liver["right"][0] + cy, liver["right"][1] + cx, liver["right"][2] * size, liver["right"][3] * size, liver["right"][4],
-                   liver["value"])
+    right_d = draw(liver["right"][0] + cy, liver["right"][1] + cx, liver["right"][2] * size, liver["right"][3] * size,
+                   liver["right"][4], liver["value"])
     left_d = draw(liver["left"][0] + cy, liver["left"][1] + cx, liver["left"][2] * left, liver["left"][3] * left,
                   liver["left"][4], liver["value"])
     gy, gx, gr, gz, gh = liver["gallbladder"]

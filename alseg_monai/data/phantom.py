@@ -261,7 +261,9 @@ def slice_deviation_statistics(volumes: Iterable[tuple[str, np.ndarray]], percen
         if shape is None:
             shape = image.shape[:2]
         elif image.shape[:2] != shape:
-            raise DataError(f"volume of {patient}: slice shape {image.shape[:2]} differs from the first volume's {shape}")
+            raise DataError(
+                f"volume of {patient}: slice shape {image.shape[:2]} differs from the first volume's {shape}"
+            )
         stack = np.moveaxis(normalise_volume(image, percentile), 2, 0)
         by_patient.setdefault(patient, []).append(stack)
         volume_values.append(mean_pairwise_deviation(stack))
@@ -330,7 +332,9 @@ def _sample_patient(rng: np.random.Generator, image_size: int, slices: Sequence[
     pixel = fov / image_size
     slice_spacing = float(np.clip(round(rng.uniform(85.0, 115.0) / num_slices * 2) / 2, 5.0, 10.0))
 
-    endo, wall, cavity, rv_width = rng.uniform(20.0, 26.0), rng.uniform(7.0, 10.0), rng.uniform(0.55, 0.7), rng.uniform(11.0, 18.0)
+    # Drawn in this order (endo, wall, cavity, rv_width): the phantom's numbers depend on it.
+    endo, wall = rng.uniform(20.0, 26.0), rng.uniform(7.0, 10.0)
+    cavity, rv_width = rng.uniform(0.55, 0.7), rng.uniform(11.0, 18.0)
     if group == "DCM":
         endo, wall, cavity = endo * rng.uniform(1.25, 1.45), wall * 0.8, rng.uniform(0.8, 0.92)
     elif group == "HCM":
@@ -440,7 +444,9 @@ def _heart(spec: _Patient, phase: str, t: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _render(spec: _Patient, phase: str, image_size: int, noise_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    spec: _Patient, phase: str, image_size: int, noise_rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Image (int16) and labels (uint8), both (S, S, D), of one phase of a patient."""
     pixel = spec.spacing[0]
     axis = (np.arange(image_size, dtype=np.float32) - (image_size - 1) / 2) * np.float32(pixel)

@@ -144,7 +144,9 @@ def _check_mask(mask: np.ndarray, num_classes: int) -> np.ndarray:
         return array.astype(np.int64)
     if np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
-            raise DataError(f"mask of shape {array.shape}: expected integer labels, got non-integer {array.dtype} values")
+            raise DataError(
+                f"mask of shape {array.shape}: expected integer labels, got non-integer {array.dtype} values"
+            )
     elif not np.issubdtype(array.dtype, np.integer):
         raise DataError(f"mask of shape {array.shape}: expected an integer label map, got dtype {array.dtype}")
     if array.min() < 0 or array.max() >= num_classes:

@@ -104,8 +104,9 @@ def split_dataset(
         method: ``random`` (patients shuffled with ``seed``, cut by ``fractions``),
             ``layout`` (test = patients in a ``testing`` / ``test`` subset of the layout;
             val = ``lists["val"]`` when given, else the layout's ``validation`` / ``val``
-            subset, else a random part of the rest by the first two ``fractions``), or ``lists`` (explicit ``lists`` for each split,
-            see :func:`resolve_patient_list`; unlisted patients are left out).
+            subset, else a random part of the rest by the first two ``fractions``), or ``lists``
+            (explicit ``lists`` for each split, see :func:`resolve_patient_list`; unlisted patients
+            are left out).
         fractions: (train, val, test) fractions for ``random``.
         seed: the shuffling seed.
         lists: split name -> patient list spec.

@@ -372,7 +372,8 @@ def _load_frames(record: dict) -> dict:
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
         raise DataError(
-            f"{Path(record['image'][0]).parent}: frames of different sizes {sorted(shapes)}; expected one size per video"
+            f"{Path(record['image'][0]).parent}: frames of different sizes {sorted(shapes)}; "
+            "expected one size per video"
         )
     # (D, y, x, 3) -> (3, x, y, D): channel first, then the (x, y) convention of volumes.
     image = np.ascontiguousarray(np.stack(frames).transpose(3, 2, 1, 0)).astype(np.float32)

@@ -31,10 +31,14 @@ def check_budgets(budgets: Sequence[float], pool_size: int | None = None, key: s
         raise ConfigError(f"{key} is empty; expected cumulative fractions such as [0.02, 0.05, 0.1]")
     for value in values:
         if not 0.0 < value <= 1.0:
-            raise ConfigError(f"{key}: {value} is outside (0, 1]; budgets are fractions of the training pool (0.4 = 40 %)")
+            raise ConfigError(
+                f"{key}: {value} is outside (0, 1]; budgets are fractions of the training pool (0.4 = 40 %)"
+            )
     for before, after in zip(values, values[1:]):
         if after <= before:
-            raise ConfigError(f"{key}: {after} does not increase on {before}; the schedule is cumulative and must increase")
+            raise ConfigError(
+                f"{key}: {after} does not increase on {before}; the schedule is cumulative and must increase"
+            )
     if pool_size is not None:
         round_sizes(values, pool_size, key)
     return values

@@ -538,8 +538,9 @@ class ActiveLearningExperiment:
         training = self._train(trainer or self.trainer(spec), spec, records, annotations, paths, self.settings["seed"],
                                len(ids) / len(self.pool))
         evaluation = self.evaluate_model(training.model, paths.test_csv)
-        metrics = {"strategy": name, "unit": "slice", "label_kind": spec.label_kind, "budget": len(ids) / len(self.pool),
-                   "labelled": len(records), "cost": self._cost(spec, records), "dice": evaluation.mean_dice,
+        metrics = {"strategy": name, "unit": "slice", "label_kind": spec.label_kind,
+                   "budget": len(ids) / len(self.pool), "labelled": len(records),
+                   "cost": self._cost(spec, records), "dice": evaluation.mean_dice,
                    "dice_per_class": [float(v) for v in evaluation.per_class],
                    "dice_per_volume": [float(v) for v in evaluation.per_volume], "val_dice": training.val_dice,
                    "iterations": training.iterations, "seconds": time.perf_counter() - start,

@@ -68,7 +68,8 @@ def summarize_study(rows: Sequence[Mapping], reference: str = "random", level: f
             if strategy != reference and set(values) & set(base):
                 difference = paired_difference(values, base, level)
                 wins = sum(values[r] > base[r] for r in set(values) & set(base))
-            cells.append(StudyCell(strategy, budget, mean_interval(list(values.values()), level), difference, wins or 0))
+            interval = mean_interval(list(values.values()), level)
+            cells.append(StudyCell(strategy, budget, interval, difference, wins or 0))
     return cells
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from .handlers import BestCheckpointSaver, IterationValidationHandler, loss_terms
 from .losses import DMPLSLoss, PartialCrossEntropy, SupervisedSegLoss
 from .resnet_unet import ResNet50UNet
-from .unet import DualBranchUNet, UNet2D
-from .unet3d import UNet3D
-from .transforms import train_augmentation
-from .handlers import BestCheckpointSaver, IterationValidationHandler, loss_terms
 from .round_logging import TrainStatsHandler, ValidationStatsHandler, ValidationTensorBoardHandler
 from .trainer import RoundTrainer, default_handlers, train_round, train_volume_round
+from .transforms import train_augmentation
+from .unet import DualBranchUNet, UNet2D
+from .unet3d import UNet3D
 
 __all__ = [
     "BestCheckpointSaver",

@@ -10,7 +10,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from alseg_monai.errors import ConfigError, DataError
 from alseg_monai.data.phantom import (
     PHANTOM_GROUPS,
     PHANTOM_MANIFEST,
@@ -19,6 +18,7 @@ from alseg_monai.data.phantom import (
     normalise_volume,
     slice_deviation_statistics,
 )
+from alseg_monai.errors import ConfigError, DataError
 from alseg_monai.utils import atomic_write_json, read_json
 
 SIZE = 64

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from layouts import locale_kept
+from PIL import Image
 
 from alseg_monai import DataError
 from alseg_monai.data import SliceCache, SliceDataset, VolumeDataset, read_dataset, split_dataset

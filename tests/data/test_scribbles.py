@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from alseg_monai.errors import ConfigError, DataError
 from alseg_monai.data.phantom import make_phantom
 from alseg_monai.data.scribbles import annotated_fraction, scribble_from_mask
+from alseg_monai.errors import ConfigError, DataError
 
 EIGHT = np.ones((3, 3), dtype=bool)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from experiments import tiny_experiment
 
 from alseg_monai import ConfigError, DataError

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from experiments import tiny_experiment
 
 from alseg_monai import ConfigError

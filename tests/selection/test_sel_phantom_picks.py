@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from experiments import tiny_experiment
 
 from alseg_monai.data import make_phantom

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from alseg_monai.contrastive import embed
-from alseg_monai.utils.fresh import build_network
 from alseg_monai.utils import derive_seed
+from alseg_monai.utils.fresh import build_network
 
 logger = logging.getLogger(__name__)
 
