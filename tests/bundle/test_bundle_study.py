@@ -12,7 +12,7 @@ from monai.bundle import ConfigParser
 from alseg_monai.loop.config import check_keys
 
 OVERLAYS = ["cpu.json", "demo.json", "study.json", "options_study.json", "schedule_study.json", "low_budget_study.json",
-            "smoke.json",
+            "ablation_study.json", "smoke.json",
             *sorted(str(p.relative_to(CONFIGS)) for p in (CONFIGS / "data").glob("*.json"))]
 
 
@@ -33,11 +33,20 @@ def study_experiment(overlay: str, output_dir):
 
 def test_study_protocol_builds_its_experiment(tmp_path):
     experiment = study_experiment("study.json", tmp_path / "study")
-    assert [spec.name for spec in experiment.specs] == ["gcl_coreset", "ntxent_coreset", "coreset", "random"]
+    # The recommended strategy first (docs/study.md, held-out protocol): what make study judges.
+    assert [spec.name for spec in experiment.specs] == ["gcl_probcover", "gcl_coreset", "coreset", "random"]
     assert experiment.settings["repeats"] == 5 and experiment.workers == 2
     assert experiment.settings["budgets"] == [0.02, 0.03, 0.04, 0.05, 0.1]
-    options = experiment.settings["strategy_settings"]["ntxent_coreset"]["options"]
-    assert options["encoder"] == "ntxent" and options["geometry"] == "cosine"
+    options = experiment.settings["strategy_settings"]["gcl_probcover"]["options"]
+    assert options["encoder"] == "gcl" and options["geometry"] == "cosine" and options["delta"] is None
+    assert experiment.encoders_used() == ["gcl"]
+
+
+def test_ablation_study_runs_the_recommended_strategy_on_each_encoder(tmp_path):
+    experiment = study_experiment("ablation_study.json", tmp_path / "ablation")
+    assert [spec.name for spec in experiment.specs] == ["gcl_probcover", "ntxent_probcover", "pixel_probcover",
+                                                        "random"]
+    assert experiment.encoders_used() == ["gcl", "ntxent"]
 
 
 def test_schedule_study_builds_its_schedule(tmp_path):
