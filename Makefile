@@ -36,7 +36,7 @@ MLPY ?= $(MLVENV)/bin/python
 STAMP := $(dir $(PY)).alseg_monai.installed
 MLSTAMP := $(dir $(MLPY)).alseg_monai-monailabel.installed
 
-.PHONY: setup setup-monailabel demo study lint test test-monailabel
+.PHONY: setup setup-monailabel demo study lint test test-monailabel tutorials
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
